@@ -1,0 +1,42 @@
+# Every target sets itself up: a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint typecheck check-migrations bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/opsflow db upgrade
+	$(BIN)/opsflow seed-demo
+	$(BIN)/opsflow serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check engine api auth tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+check-migrations: install
+	$(BIN)/opsflow db check
+
+test: install lint typecheck check-migrations
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
