@@ -322,7 +322,7 @@ def calendar_months_end(start: date | datetime | str, months: int) -> str:
     day before the corresponding date ``months`` later; that instant is returned: midnight, 00:00
     Europe/London, at the start of the corresponding date. Where the later month has no corresponding date
     (31 January + 1 month), the period ends at the end of that month's last day (the corresponding-date
-    rule, Dodds v Walker [1981] 1 WLR 1441), so midnight at the start of the following month is returned.
+    rule, Dodds v Walker (House of Lords, 1981)), so midnight at the start of the following month is returned.
 
     Granted 2026-01-15 14:30 London, 3 months: ends 2026-04-15 00:00 BST, returned as
     ``"2026-04-14T23:00:00+00:00"``. The returned instant is itself the start of the day a renewal's period
@@ -341,9 +341,9 @@ def working_days_end(
 ) -> str:
     """End of the ``days``-th working day after the day of ``start``: midnight Europe/London closing it.
 
-    IPA 2016 s.109: a Judicial Commissioner decides on an urgent warrant "before the end of the relevant
-    period", the period ending "at the end of the third working day after the day on which the warrant was
-    issued". The Victims' Code's "within 1 working day" is ``days=1``. The day of ``start`` is taken in
+    IPA 2016 s.109: a Judicial Commissioner must decide on an urgent warrant within a period that ends with
+    the third working day after the day on which the warrant was issued, i.e. by the end of that day. The
+    Victims' Code's "within 1 working day" is ``days=1``. The day of ``start`` is taken in
     Europe/London and never counts itself. Issued Thursday 2026-04-02 (Good Friday and Easter Monday
     follow), 3 working days: Tuesday 7, Wednesday 8, Thursday 9 April; the period ends at 00:00 BST on
     10 April, returned as ``"2026-04-09T23:00:00+00:00"``.
@@ -351,7 +351,7 @@ def working_days_end(
     ``calendar`` defaults to the packaged England and Wales calendar.
     """
     count = _whole_number(days, what="working days", minimum=1)
-    working = calendar or WorkingCalendar.england_and_wales()
+    working = WorkingCalendar.england_and_wales() if calendar is None else calendar
     last_day = working.add_working_days(london_day(start), count)
     return start_of_london_day(last_day + timedelta(days=1)).isoformat()
 

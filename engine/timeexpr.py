@@ -158,6 +158,11 @@ def parse_cycle(text: str) -> CycleTimer:
         raise _invalid(
             f"timer cycle {text!r} is not ISO 8601: expected 'R[n]/<duration>' or 'R[n]/<start>/<duration>'"
         )
+    if not parts[-1].startswith(("P", "-P")):
+        raise _invalid(
+            f"timer cycle {text!r} must end with a duration such as 'P1D'; "
+            "the start/end and duration/end interval forms are not supported"
+        )
     repetitions = int(head.group(1)) if head.group(1) else None
     if repetitions == 0:
         raise _invalid(f"timer cycle {text!r} repeats 0 times, so it would never fire")
