@@ -330,7 +330,11 @@ def calendar_months_end(start: date | datetime | str, months: int) -> str:
     """
     count = _whole_number(months, what="months", minimum=1)
     day = london_day(start)
-    corresponding = day + relativedelta(months=count)
+    try:
+        corresponding = day + relativedelta(months=count)
+    except ValueError as exc:
+        message = f"{count} months after {day.isoformat()} is beyond the supported range of dates"
+        raise ValidationError(message, errors={"$": [message]}) from exc
     # relativedelta clamps to the last day of a shorter month; that is the "no corresponding date" case.
     end_day = corresponding if corresponding.day == day.day else corresponding + timedelta(days=1)
     return start_of_london_day(end_day).isoformat()

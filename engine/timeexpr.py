@@ -54,12 +54,11 @@ class IsoDuration:
         """
         if instant.tzinfo is None:
             raise ValueError(f"timer arithmetic needs an aware datetime, got {instant!r}")
-        moved = instant
-        if self.months:
-            moved = (instant.astimezone(LONDON) + relativedelta(months=self.months * times)).astimezone(UTC)
         try:
-            return (moved + self.exact * times).astimezone(UTC)
-        except OverflowError as exc:
+            moved = (instant.astimezone(LONDON) + relativedelta(months=self.months * times)).astimezone(UTC)
+            # In UTC, so that adding the exact part is elapsed time and not a move of the London wall clock.
+            return moved + self.exact * times
+        except (OverflowError, ValueError) as exc:
             raise _invalid(f"timer duration {self.text!r} takes the due time out of range") from exc
 
     def __str__(self) -> str:

@@ -350,6 +350,11 @@ def test_calendar_months_end_refuses_bad_counts(months: int) -> None:
         calendar_months_end("2026-01-15T14:30:00Z", months)
 
 
+def test_calendar_months_end_past_the_end_of_time_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="beyond the supported range"):
+        calendar_months_end("9999-06-01", 12)
+
+
 def test_calendar_months_end_refuses_naive_instants() -> None:
     with pytest.raises(ValidationError, match="has no UTC offset"):
         calendar_months_end("2026-01-15T14:30:00", 3)

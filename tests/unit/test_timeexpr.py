@@ -299,3 +299,10 @@ def test_next_due_needs_a_positive_fired_count(fired_count: int) -> None:
 def test_next_due_still_validates_the_expression() -> None:
     with pytest.raises(ValidationError, match="timer duration 'P3X' is not ISO 8601"):
         next_due("duration", "P3X", previous_due=NOW, fired_count=1)
+
+
+def test_a_due_time_past_the_end_of_time_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="takes the due time out of range"):
+        first_due("duration", "P10Y", now=_utc(9995, 1, 1))
+    with pytest.raises(ValidationError, match="takes the due time out of range"):
+        first_due("duration", "P10D", now=_utc(9999, 12, 25))
