@@ -1,0 +1,45 @@
+"""Wires the engine's long-lived parts together from ``Settings``: database, specs, forms, runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock, SystemClock
+from engine.db import create_db_engine, make_sessionmaker
+from engine.forms import FormRegistry
+from engine.instances import EngineContext
+from engine.registry import SpecRegistry
+from engine.runtime import WorkflowRuntime
+from engine.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a process (server or worker) needs to run cases."""
+
+    settings: Settings
+    db: Engine
+    sessions: sessionmaker[Session]
+    context: EngineContext
+
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, script_engine: Any = None, **engine_kwargs: Any) -> Services:
+    clock = clock or SystemClock()
+    runtime = WorkflowRuntime(script_engine)
+    db = create_db_engine(settings.database_url, json_serializer=runtime.json_dumps, **engine_kwargs)
+    forms = FormRegistry.from_directory(settings.forms_dir)
+    context = EngineContext(
+        registry=SpecRegistry(forms),
+        runtime=runtime,
+        clock=clock,
+        max_instance_data_bytes=settings.max_instance_data_bytes,
+    )
+    return Services(settings=settings, db=db, sessions=make_sessionmaker(db), context=context)
