@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic import context
 from engine import models  # noqa: F401  (registers the engine's tables on Base.metadata)
 from engine.db import Base, create_db_engine
 from engine.settings import Settings

@@ -145,7 +145,9 @@ def verify(session: Session, *, chain: str | None = None) -> tuple[int, BrokenLi
             if event.seq != expected_seq:
                 return checked, BrokenLink(key, event.seq, event.id, f"event {expected_seq} is missing")
             if event.prev_hash != prev:
-                return checked, BrokenLink(key, event.seq, event.id, "link to the previous event does not match")
+                return checked, BrokenLink(
+                    key, event.seq, event.id, "link to the previous event does not match"
+                )
             if _digest(prev, _fields(event)) != event.hash:
                 return checked, BrokenLink(key, event.seq, event.id, "content does not match its hash")
             prev = event.hash

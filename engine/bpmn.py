@@ -1,4 +1,4 @@
-"""Safe parsing of BPMN and DMN sources into SpiffWorkflow specs, with errors that name file, line and element."""
+"""Safe parsing of BPMN and DMN into SpiffWorkflow specs, with errors naming file, line and element."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ _VALIDATOR: BpmnValidator | None = None
 
 
 def _validator() -> BpmnValidator:
-    global _VALIDATOR  # noqa: PLW0603  (the XSD takes a second to load; load it once per process)
+    global _VALIDATOR
     if _VALIDATOR is None:
         _VALIDATOR = BpmnValidator()
     return _VALIDATOR
@@ -87,7 +87,9 @@ def problem_from_spiff(exc: SpiffWorkflowException, *, default_file: str) -> Pro
     line = getattr(exc, "line_number", None) or getattr(exc, "sourceline", None)
     element_id = getattr(exc, "id", None) or getattr(exc, "task_id", None)
     message = str(exc).split("\n")[0]
-    return Problem(file=str(file_name), line=int(line) if line else None, element_id=element_id, message=message)
+    return Problem(
+        file=str(file_name), line=int(line) if line else None, element_id=element_id, message=message
+    )
 
 
 def definition_error(problems: list[Problem]) -> DefinitionError:
@@ -131,11 +133,10 @@ class SpecBundle:
 
 def process_ids(root: etree._Element) -> list[tuple[str, str, bool]]:
     """(id, name, executable) of every process in a BPMN document."""
-    result = []
+    result: list[tuple[str, str, bool]] = []
     for node in root.iter(f"{{{BPMN_NS}}}process"):
-        result.append(
-            (node.get("id", ""), node.get("name") or node.get("id", ""), node.get("isExecutable") == "true")
-        )
+        pid = node.get("id") or ""
+        result.append((pid, node.get("name") or pid, node.get("isExecutable") == "true"))
     return result
 
 

@@ -31,7 +31,9 @@ class Services:
         return self.context.clock
 
 
-def build_services(settings: Settings, *, clock: Clock | None = None, script_engine: Any = None, **engine_kwargs: Any) -> Services:
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, script_engine: Any = None, **engine_kwargs: Any
+) -> Services:
     clock = clock or SystemClock()
     runtime = WorkflowRuntime(script_engine)
     db = create_db_engine(settings.database_url, json_serializer=runtime.json_dumps, **engine_kwargs)

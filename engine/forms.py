@@ -1,4 +1,4 @@
-"""Task forms: JSON Schema 2020-12 documents (with optional UI schema), checked at load and used to validate data."""
+"""Task forms: JSON Schema 2020-12 documents (and UI schemas), checked at load, used to validate data."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def json_path(path: Any) -> str:
 
 def check_schema(name: str, schema: Any) -> None:
     if not isinstance(schema, dict):
-        raise DefinitionError(f"form {name!r}: a JSON Schema must be an object", errors={name: ["not an object"]})
+        raise DefinitionError(
+            f"form {name!r}: a JSON Schema must be an object", errors={name: ["not an object"]}
+        )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -56,7 +58,9 @@ class FormRegistry:
         if directory.is_dir():
             for path in sorted(directory.glob("*.schema.json")):
                 name = path.name[: -len(".schema.json")]
-                forms[name] = load_form_files(name, path.read_text(), _read_optional(path.with_name(f"{name}.uischema.json")))
+                forms[name] = load_form_files(
+                    name, path.read_text(), _read_optional(path.with_name(f"{name}.uischema.json"))
+                )
         return cls(forms)
 
     def names(self) -> list[str]:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import isodate
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.audit import AuditLog
 from engine.bpmn import role_for_lane
+from engine.calendars import parse_instant
 from engine.clock import Clock
 from engine.errors import (
     ConcurrentUpdateError,
@@ -35,6 +35,7 @@ from engine.forms import validate_data
 from engine.models import HumanTask, Incident, ProcessDefinition, ProcessInstance, TaskHistory
 from engine.registry import SpecRegistry, get_definition
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
+from engine.timeexpr import parse_duration
 
 RUNNING, SUSPENDED, COMPLETED, CANCELLED, FAILED = "running", "suspended", "completed", "cancelled", "failed"
 READY, TASK_COMPLETED, TASK_CANCELLED = "ready", "completed", "cancelled"
@@ -194,7 +195,12 @@ class InstanceService:
                 "variables": sorted(data),
             },
         )
-        self._run(instance, workflow, actor=started_by, step=lambda on_step: self.runtime.advance(workflow, on_step=on_step))
+        self._run(
+            instance,
+            workflow,
+            actor=started_by,
+            step=lambda on_step: self.runtime.advance(workflow, on_step=on_step),
+        )
         return instance
 
     def claim(self, task_id: str, *, actor: Actor) -> HumanTask:
@@ -206,8 +212,13 @@ class InstanceService:
         task.assignee = actor.subject
         self._touch_task(task)
         self.audit.record(
-            actor=actor.subject, kind="engine", action="task.claimed", record_type="human_task",
-            record_id=task.id, instance_id=task.instance_id, purpose=actor.purpose,
+            actor=actor.subject,
+            kind="engine",
+            action="task.claimed",
+            record_type="human_task",
+            record_id=task.id,
+            instance_id=task.instance_id,
+            purpose=actor.purpose,
         )
         return task
 
@@ -221,8 +232,13 @@ class InstanceService:
         task.assignee = None
         self._touch_task(task)
         self.audit.record(
-            actor=actor.subject, kind="engine", action="task.unclaimed", record_type="human_task",
-            record_id=task.id, instance_id=task.instance_id, detail={"previous_assignee": previous},
+            actor=actor.subject,
+            kind="engine",
+            action="task.unclaimed",
+            record_type="human_task",
+            record_id=task.id,
+            instance_id=task.instance_id,
+            detail={"previous_assignee": previous},
         )
         return task
 
@@ -232,8 +248,12 @@ class InstanceService:
         task.assignee = assignee
         self._touch_task(task)
         self.audit.record(
-            actor=actor.subject, kind="engine", action="task.assigned", record_type="human_task",
-            record_id=task.id, instance_id=task.instance_id,
+            actor=actor.subject,
+            kind="engine",
+            action="task.assigned",
+            record_type="human_task",
+            record_id=task.id,
+            instance_id=task.instance_id,
             detail={"assignee": assignee, "previous_assignee": previous},
         )
         return task
@@ -312,34 +332,53 @@ class InstanceService:
             hook.instance_ended(self.session, instance)
         self._save(instance, workflow)
         self.audit.record(
-            actor=actor.subject, kind="alteration", action="instance.cancelled", record_type="process_instance",
-            record_id=instance.id, instance_id=instance.id, purpose=actor.purpose, detail={"reason": reason.strip()},
+            actor=actor.subject,
+            kind="alteration",
+            action="instance.cancelled",
+            record_type="process_instance",
+            record_id=instance.id,
+            instance_id=instance.id,
+            purpose=actor.purpose,
+            detail={"reason": reason.strip()},
         )
         return instance
 
     def suspend(self, instance_id: str, *, actor: Actor, reason: str | None = None) -> ProcessInstance:
         instance = self._lock_instance(instance_id)
         if instance.status != RUNNING:
-            raise InstanceStateError(f"only a running instance can be suspended; this one is {instance.status}")
+            raise InstanceStateError(
+                f"only a running instance can be suspended; this one is {instance.status}"
+            )
         instance.status = SUSPENDED
         instance.updated_at = self.clock.now()
         self.session.flush()
         self.audit.record(
-            actor=actor.subject, kind="alteration", action="instance.suspended", record_type="process_instance",
-            record_id=instance.id, instance_id=instance.id, detail={"reason": reason},
+            actor=actor.subject,
+            kind="alteration",
+            action="instance.suspended",
+            record_type="process_instance",
+            record_id=instance.id,
+            instance_id=instance.id,
+            detail={"reason": reason},
         )
         return instance
 
     def resume(self, instance_id: str, *, actor: Actor) -> ProcessInstance:
         instance = self._lock_instance(instance_id)
         if instance.status != SUSPENDED:
-            raise InstanceStateError(f"only a suspended instance can be resumed; this one is {instance.status}")
+            raise InstanceStateError(
+                f"only a suspended instance can be resumed; this one is {instance.status}"
+            )
         instance.status = RUNNING
         instance.updated_at = self.clock.now()
         self.session.flush()
         self.audit.record(
-            actor=actor.subject, kind="alteration", action="instance.resumed", record_type="process_instance",
-            record_id=instance.id, instance_id=instance.id,
+            actor=actor.subject,
+            kind="alteration",
+            action="instance.resumed",
+            record_type="process_instance",
+            record_id=instance.id,
+            instance_id=instance.id,
         )
         return instance
 
@@ -358,13 +397,24 @@ class InstanceService:
             incident.resolved_by = actor.subject
         instance.status = RUNNING
         self.audit.record(
-            actor=actor.subject, kind="alteration", action="instance.retried", record_type="process_instance",
-            record_id=instance.id, instance_id=instance.id,
+            actor=actor.subject,
+            kind="alteration",
+            action="instance.retried",
+            record_type="process_instance",
+            record_id=instance.id,
+            instance_id=instance.id,
         )
-        self._run(instance, workflow, actor=actor, step=lambda on_step: self.runtime.advance(workflow, on_step=on_step))
+        self._run(
+            instance,
+            workflow,
+            actor=actor,
+            step=lambda on_step: self.runtime.advance(workflow, on_step=on_step),
+        )
         return instance
 
-    def advance_loaded(self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor, step: Any) -> None:
+    def advance_loaded(
+        self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor, step: Any
+    ) -> None:
         """Used by timers and messages: apply ``step`` to an already locked and loaded instance."""
         self._run(instance, workflow, actor=actor, step=step)
 
@@ -395,7 +445,9 @@ class InstanceService:
         if task.status != READY:
             raise TaskNotReadyError(f"task {task_id} is already {task.status}", status=task.status)
         if instance.status != RUNNING:
-            raise InstanceStateError(f"process instance {instance.id} is {instance.status}", status=instance.status)
+            raise InstanceStateError(
+                f"process instance {instance.id} is {instance.status}", status=instance.status
+            )
         return task, instance
 
     def _touch_task(self, task: HumanTask) -> None:
@@ -435,7 +487,7 @@ class InstanceService:
             step(records.append)
         except (ScriptError, EngineError) as exc:
             self._fail(instance, workflow, exc)
-        except Exception as exc:  # noqa: BLE001  (any failure inside a process step becomes an incident)
+        except Exception as exc:
             if not _is_spiff_error(exc):
                 raise
             self._fail(instance, workflow, exc)
@@ -458,8 +510,12 @@ class InstanceService:
             instance.status = COMPLETED
             instance.ended_at = now
             self.audit.record(
-                actor=actor.subject, kind="engine", action="instance.completed", record_type="process_instance",
-                record_id=instance.id, instance_id=instance.id,
+                actor=actor.subject,
+                kind="engine",
+                action="instance.completed",
+                record_type="process_instance",
+                record_id=instance.id,
+                instance_id=instance.id,
             )
         self._sync_tasks(instance, workflow, actor=actor, completed_task=completed_task)
         for hook in self.ctx.hooks:
@@ -483,8 +539,12 @@ class InstanceService:
         self.session.add(incident)
         self.session.flush()
         self.audit.record(
-            actor=SYSTEM.subject, kind="engine", action="incident.raised", record_type="incident",
-            record_id=str(incident.id), instance_id=instance.id,
+            actor=SYSTEM.subject,
+            kind="engine",
+            action="incident.raised",
+            record_type="incident",
+            record_id=str(incident.id),
+            instance_id=instance.id,
             detail={"element_id": incident.element_id, "error_type": incident.error_type},
         )
 
@@ -496,7 +556,9 @@ class InstanceService:
         try:
             self.session.flush()
         except StaleDataError:
-            raise ConcurrentUpdateError(f"process instance {instance.id} was changed by someone else") from None
+            raise ConcurrentUpdateError(
+                f"process instance {instance.id} was changed by someone else"
+            ) from None
 
     def _close_open_tasks(self, instance_id: str, *, keep: set[str]) -> None:
         for task in self.open_tasks(instance_id):
@@ -519,7 +581,9 @@ class InstanceService:
                 self.session.add(self._new_task(instance, workflow, spec, actor=actor))
         self.session.flush()
 
-    def _new_task(self, instance: ProcessInstance, workflow: Workflow, spec: ReadyUserTask, *, actor: Actor) -> HumanTask:
+    def _new_task(
+        self, instance: ProcessInstance, workflow: Workflow, spec: ReadyUserTask, *, actor: Actor
+    ) -> HumanTask:
         props = spec.properties
         now = self.clock.now()
         role = (props.get("role") or "").strip() or role_for_lane(spec.lane) or "unassigned"
@@ -567,9 +631,9 @@ class InstanceService:
 
     def _due(self, workflow: Workflow, spec: ReadyUserTask, now: datetime) -> datetime | None:
         for hook in self.ctx.hooks:
-            due = hook.due_for_task(self.session, workflow, spec.id)
+            due: datetime | None = hook.due_for_task(self.session, workflow, spec.id)
             if due is not None:
-                return due  # type: ignore[no-any-return]
+                return due
         expression = spec.properties.get("due")
         if not expression:
             return None
@@ -590,21 +654,16 @@ class InstanceService:
 
 def due_from_value(value: Any, now: datetime) -> datetime | None:
     """A due property evaluates to an ISO 8601 instant, an ISO 8601 duration from now, or a datetime."""
-    if value is None:
+    if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else None
     if isinstance(value, timedelta):
         return now + value
-    text = str(value).strip()
     try:
-        if text.upper().startswith("P"):
-            duration = isodate.parse_duration(text)
-            return now + duration
-        moment = isodate.parse_datetime(text)
-    except (isodate.ISO8601Error, ValueError):
+        if isinstance(value, str) and value.strip().upper().startswith("P"):
+            return parse_duration(value.strip()).after(now)
+        return parse_instant(value)
+    except ValidationError:
         return None
-    return moment if moment.tzinfo else None
 
 
 def _subjects(data: Mapping[str, Any], names: str | None) -> list[str]:
@@ -623,8 +682,14 @@ def _check_decision(payload: Mapping[str, Any]) -> None:
     if payload.get("decision") not in DECISIONS:
         errors["$.decision"] = [f"must be one of {', '.join(DECISIONS)}"]
     rationale = payload.get("rationale")
-    if not isinstance(rationale, str) or len(rationale.strip()) < 20 or len(set(rationale.lower().split())) < 4:
-        errors["$.rationale"] = ["a substantive rationale in your own words is required (at least 20 characters)"]
+    if (
+        not isinstance(rationale, str)
+        or len(rationale.strip()) < 20
+        or len(set(rationale.lower().split())) < 4
+    ):
+        errors["$.rationale"] = [
+            "a substantive rationale in your own words is required (at least 20 characters)"
+        ]
     if errors:
         raise ValidationError("the decision is incomplete", errors=errors)
 

@@ -59,7 +59,9 @@ class SpecRegistry:
             self._bundles.setdefault(definition.id, bundle)
         return self._bundles[definition.id]
 
-    def _sources(self, session: Session, definition: ProcessDefinition, *, seen: set[int]) -> list[SourceFile]:
+    def _sources(
+        self, session: Session, definition: ProcessDefinition, *, seen: set[int]
+    ) -> list[SourceFile]:
         seen.add(definition.id)
         files = [SourceFile(definition.source_name, definition.bpmn_source)]
         for name, text in sorted(definition.resources.get("dmn", {}).items()):
@@ -102,7 +104,7 @@ def _hash(bpmn: str, resources: dict[str, Any]) -> str:
 
 
 class Deployer:
-    """Turns a set of BPMN, DMN and form files into definition versions (identical content is not re-versioned)."""
+    """Turns BPMN, DMN and form files into definition versions; identical content is not re-versioned."""
 
     def __init__(self, session: Session, registry: SpecRegistry, clock: Clock) -> None:
         self.session = session
@@ -123,10 +125,12 @@ class Deployer:
             root = parse_xml(source.text, filename=source.name)
             executable = [(pid, name) for pid, name, exe in process_ids(root) if exe]
             if not executable:
-                problems.append(Problem(source.name, "no executable process (isExecutable=\"true\")"))
+                problems.append(Problem(source.name, 'no executable process (isExecutable="true")'))
             for pid, name in executable:
                 if pid in processes:
-                    problems.append(Problem(source.name, f"process id {pid!r} is defined twice", element_id=pid))
+                    problems.append(
+                        Problem(source.name, f"process id {pid!r} is defined twice", element_id=pid)
+                    )
                 processes[pid] = (source, name, called_elements(root), called_decisions(root))
         if not processes and not problems:
             problems.append(Problem("(deployment)", "no BPMN file in the deployment"))
@@ -137,7 +141,9 @@ class Deployer:
         deployed_versions: dict[str, int] = {}
         for key in _call_order(processes):
             source, name, calls, needed_decisions = processes[key]
-            resources = self._resources(key, source, calls, needed_decisions, decisions, forms, deployed_versions)
+            resources = self._resources(
+                key, source, calls, needed_decisions, decisions, forms, deployed_versions
+            )
             bundle_files = [source, *(SourceFile(n, t) for n, t in sorted(resources["dmn"].items()))]
             bundle_files += self._called_sources(resources["calls"], processes)
             bundle = build_bundle(key, bundle_files)
@@ -201,7 +207,9 @@ class Deployer:
         for decision in sorted(needed_decisions):
             found = decisions.get(decision) or self._stored_decision(decision)
             if found is None:
-                problems.append(Problem(source.name, f"DMN decision {decision!r} is not deployed", element_id=decision))
+                problems.append(
+                    Problem(source.name, f"DMN decision {decision!r} is not deployed", element_id=decision)
+                )
             else:
                 dmn[found.name] = found.text
         resolved: dict[str, int] = {}
@@ -214,7 +222,9 @@ class Deployer:
             try:
                 resolved[called] = get_definition(self.session, called).version
             except NotFoundError:
-                problems.append(Problem(source.name, f"called process {called!r} is not deployed", element_id=called))
+                problems.append(
+                    Problem(source.name, f"called process {called!r} is not deployed", element_id=called)
+                )
         if problems:
             raise definition_error(problems)
         return {"dmn": dmn, "calls": resolved, "forms": forms}
@@ -240,7 +250,9 @@ class Deployer:
             if f.name.endswith(".schema.json")
         }
 
-    def _check_forms(self, key: str, source: SourceFile, bundle: SpecBundle, resources: dict[str, Any]) -> None:
+    def _check_forms(
+        self, key: str, source: SourceFile, bundle: SpecBundle, resources: dict[str, Any]
+    ) -> None:
         """Pin the forms a process uses into its definition, so running cases keep their form versions."""
         problems: list[Problem] = []
         pinned: dict[str, Any] = {}

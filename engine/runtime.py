@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -36,7 +36,8 @@ FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
 _FINAL_DATA = "final_case_data"
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
 
-Workflow = BpmnWorkflow
+# SpiffWorkflow ships no type information; the alias documents intent at call sites.
+Workflow: TypeAlias = Any
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,12 @@ class Settings:
             max_instance_data_bytes=_int(
                 env, "OPSFLOW_MAX_INSTANCE_DATA_BYTES", defaults.max_instance_data_bytes, minimum=1024
             ),
-            timer_lease_seconds=_int(env, "OPSFLOW_TIMER_LEASE_SECONDS", defaults.timer_lease_seconds, minimum=1),
-            timer_max_attempts=_int(env, "OPSFLOW_TIMER_MAX_ATTEMPTS", defaults.timer_max_attempts, minimum=1),
+            timer_lease_seconds=_int(
+                env, "OPSFLOW_TIMER_LEASE_SECONDS", defaults.timer_lease_seconds, minimum=1
+            ),
+            timer_max_attempts=_int(
+                env, "OPSFLOW_TIMER_MAX_ATTEMPTS", defaults.timer_max_attempts, minimum=1
+            ),
             timer_batch_size=_int(env, "OPSFLOW_TIMER_BATCH_SIZE", defaults.timer_batch_size, minimum=1),
             embedded_worker=_bool(env, "OPSFLOW_EMBEDDED_WORKER", default=defaults.embedded_worker),
             reload_processes=_bool(env, "OPSFLOW_RELOAD_PROCESSES", default=False),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 
-from alembic import command
 from engine.clock import FrozenClock
 from engine.container import Services, build_services
 from engine.db import Base
@@ -24,9 +24,7 @@ PG_REASON = "OPSFLOW_TEST_DATABASE_URL is not set; PostgreSQL integration tests 
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql", id="postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_REASON)
-    ),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_REASON)),
 ]
 
 
@@ -75,10 +73,12 @@ def wipe(services: Services) -> None:
     with services.db.begin() as conn:
         names = _table_names()
         if services.db.dialect.name == "postgresql":
-            conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE")
+            conn.exec_driver_sql(
+                "TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"
+            )
         else:
             for name in names:
-                conn.exec_driver_sql(f'DELETE FROM "{name}"')
+                conn.exec_driver_sql(f'DELETE FROM "{name}"')  # noqa: S608  (names come from our own metadata)
 
 
 @pytest.fixture(params=BACKENDS)

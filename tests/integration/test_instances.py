@@ -41,7 +41,11 @@ def open_tasks(services: Services, instance_id: str) -> list[HumanTask]:
 def start(services: Services, key: str = "review_loop", **variables: object) -> str:
     with transaction(services.sessions) as session:
         instance = InstanceService(session, services.context).start(
-            key, business_key="OP-1", variables=variables, unit="MIT-North", classification="SECRET",
+            key,
+            business_key="OP-1",
+            variables=variables,
+            unit="MIT-North",
+            classification="SECRET",
             started_by=APPLICANT,
         )
         return instance.id
@@ -58,7 +62,10 @@ def test_two_lanes_gateway_script_run_to_the_end(services: Services) -> None:
 
     [submit] = open_tasks(services, instance_id)
     assert (submit.element_id, submit.role, submit.lane, submit.priority) == (
-        "submit", "applicant", "Applicant", 70,
+        "submit",
+        "applicant",
+        "Applicant",
+        70,
     )
     assert (submit.unit, submit.classification, submit.form) == ("MIT-North", "SECRET", "test_application")
 
@@ -131,7 +138,9 @@ def test_suspend_blocks_completion_until_resumed_and_cancel_closes_tasks(service
     assert open_tasks(services, instance_id) == []
     with transaction(services.sessions) as session:
         statuses = session.scalars(
-            sa.select(HumanTask.status).where(HumanTask.instance_id == instance_id).order_by(HumanTask.created_at)
+            sa.select(HumanTask.status)
+            .where(HumanTask.instance_id == instance_id)
+            .order_by(HumanTask.created_at)
         ).all()
         assert list(statuses) == ["completed", "cancelled"]
 
@@ -200,7 +209,11 @@ def test_waiting_instance_survives_a_restart(services: Services, settings) -> No
     services.db.dispose()
     result = subprocess.run(
         [sys.executable, "-c", WORKER_SCRIPT, settings.database_url, str(FIXTURES / "forms"), instance_id],
-        capture_output=True, text=True, check=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": "completed"}
 
