@@ -148,7 +148,7 @@ def running_provider(*keys: Key) -> Iterator[FakeProvider]:
     provider = FakeProvider(list(keys))
     server = make_server("127.0.0.1", 0, provider, threaded=True)
     provider.issuer = f"http://127.0.0.1:{server.server_port}/realms/police"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield provider
