@@ -70,3 +70,11 @@ def seed_demo_command(path: Path) -> None:
         f"users: {result.users_created} created, {result.users_updated} updated; "
         f"clients: {result.clients_created} created, {result.clients_updated} updated"
     )
+
+
+@click.command("rotate-keys")
+@with_appcontext
+def rotate_keys_command() -> None:
+    """Make a new signing key current; tokens signed by the old one stay valid until they expire."""
+    fresh = _server().keystore.rotate()
+    click.echo(f"new signing key {fresh.kid}; the previous key stays published until its tokens expire")

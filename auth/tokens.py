@@ -19,7 +19,7 @@ from joserfc.jwk import Key
 from auth.errors import AuthConfigError, AuthenticationError
 from auth.jwks import KeySource, RemoteJWKS
 from auth.keys import KeyStore
-from auth.principal import Principal, normalise_classification, normalise_rank
+from auth.principal import SCOPES, Principal, normalise_classification, normalise_rank
 from auth.settings import AuthSettings
 from auth.timing import Now, utcnow
 
@@ -53,6 +53,13 @@ def _strings(value: Any) -> frozenset[str]:
     if isinstance(value, list | tuple):
         return frozenset(item for item in value if isinstance(item, str) and item)
     return frozenset()
+
+
+def _listed(value: Any) -> frozenset[str]:
+    """Roles or units: a JSON list, or one string that may list several values separated by commas."""
+    if isinstance(value, str):
+        return frozenset(item.strip() for item in value.split(",") if item.strip())
+    return _strings(value)
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
@@ -201,7 +208,9 @@ class TokenValidator:
         """Map verified claims onto a ``Principal`` using the claim paths in the settings.
 
         An unrecognised rank is dropped and an unrecognised clearance falls back to OFFICIAL (both are
-        logged): a mapping mistake at the identity provider then grants less, never more.
+        logged): a mapping mistake at the identity provider then grants less, never more. A token with
+        no scope claim at all (``scope``, or Entra's ``scp``) takes as scopes those of its roles that
+        name an opsflow scope: Entra ID puts application permissions of app-only tokens there.
         """
         settings = self.settings
         subject = str(claims["sub"])
@@ -220,16 +229,23 @@ class TokenValidator:
             except ValueError:
                 log.warning("auth.unknown_clearance subject=%s value=%r", subject, raw_clearance)
         name = claim_at(claims, settings.claim_name) or claims.get("preferred_username") or subject
+        roles = _listed(claim_at(claims, settings.claim_roles))
         raw_scopes = claim_at(claims, settings.claim_scopes)
         if raw_scopes is None and settings.claim_scopes == "scope":
             raw_scopes = claims.get("scp")
-        scopes = frozenset(raw_scopes.split()) if isinstance(raw_scopes, str) else _strings(raw_scopes)
+        if raw_scopes is None:
+            # Entra ID app-only tokens carry application permissions as roles and no scope claim at all.
+            scopes = roles & SCOPES
+        elif isinstance(raw_scopes, str):
+            scopes = frozenset(raw_scopes.split())
+        else:
+            scopes = _strings(raw_scopes)
         client_id = claims.get("client_id") or claims.get("azp") or claims.get("appid")
         return Principal(
             subject=subject,
             name=str(name),
-            roles=_strings(claim_at(claims, settings.claim_roles)),
-            units=_strings(claim_at(claims, settings.claim_units)),
+            roles=roles,
+            units=_listed(claim_at(claims, settings.claim_units)),
             rank=rank,
             clearance=clearance,
             scopes=scopes,

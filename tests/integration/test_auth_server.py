@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from joserfc import jws
 from sqlalchemy.orm import Session, sessionmaker
 
-from auth.cli import seed_demo_command, token_command
+from auth.cli import rotate_keys_command, seed_demo_command, token_command
 from auth.errors import AuthenticationError, AuthError, AuthorizationError, NotVisibleError
 from auth.flask import AuthExtension, current_principal, require_scope
 from auth.keys import KeyStore
@@ -465,6 +465,18 @@ def test_key_rotation_keeps_tokens_signed_by_the_old_key_valid(embedded: Embedde
     assert {key["kid"] for key in published["keys"]} == {old_kid, rotated.kid}
     for body in (old_body, new_body):
         assert embedded.validator.validate(body["access_token"]).subject == "client:integration-system"
+
+
+def test_the_rotate_keys_command_publishes_a_new_key_next_to_the_old(embedded: Embedded) -> None:
+    old_kid = embedded.keystore.current_key().kid
+    result = embedded.app.test_cli_runner().invoke(rotate_keys_command, [])
+    assert result.exit_code == 0, result.output
+    new_kid = embedded.keystore.current_key().kid
+    assert new_kid != old_kid
+    assert new_kid in result.output
+    published = embedded.client.get("/oauth2/jwks").json
+    assert published is not None
+    assert {key["kid"] for key in published["keys"]} == {old_kid, new_kid}
 
 
 def test_the_token_command_prints_a_token_for_a_user(embedded: Embedded) -> None:

@@ -224,6 +224,32 @@ def test_entra_claims_map_app_roles_scp_and_extension_attributes() -> None:
     assert principal.client_id == "8f2e0c55-6d3f-4d0c-9f1e-5a7b9c1d2e3f"
 
 
+def test_entra_app_only_tokens_take_scopes_from_application_roles() -> None:
+    issuer = "https://login.microsoftonline.com/0b6f3c1e-0000-4000-8000-000000000001/v2.0"
+    settings = AuthSettings(issuer=issuer, audience="5d1e7a2c-opsflow-api")
+    claims = {
+        "iss": issuer,
+        "aud": "5d1e7a2c-opsflow-api",
+        "sub": "b3c1d2e4-service-principal",
+        "azp": "integration-app",
+        "iat": int(NOW.timestamp()),
+        "exp": int(NOW.timestamp()) + 300,
+        "roles": ["messages:send", "instances:read", "custody_officer"],
+        "units": "Custody-Central, MIT-North",
+    }
+    principal = TokenValidator(StaticKeys(SIGNING), settings, now=fixed_now).validate(
+        sign(claims, SIGNING, typ="JWT")
+    )
+    assert principal.scopes == {"messages:send", "instances:read"}
+    assert principal.roles == {"messages:send", "instances:read", "custody_officer"}
+    assert principal.units == {"Custody-Central", "MIT-North"}
+
+
+def test_an_empty_scope_claim_grants_no_scope_even_with_scope_like_roles() -> None:
+    token = sign(access_claims(scope="", roles=["admin"]), SIGNING)
+    assert validator().validate(token).scopes == frozenset()
+
+
 def test_claim_at_prefers_a_literal_dotted_name_then_walks_the_path() -> None:
     claims = {"a.b": "literal", "a": {"b": "nested"}, "x": {"y": {"z": 1}}}
     assert claim_at(claims, "a.b") == "literal"
