@@ -1,0 +1,460 @@
+"""The Sandbox: compiles process scripts under the policy, caches them, and runs them within their limits."""
+
+from __future__ import annotations
+
+import ast
+import math
+import textwrap
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from types import CodeType
+from typing import Any, Final, Literal
+
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+from engine.errors import ScriptError, ScriptMemoryError, ScriptSecurityError, ScriptTimeoutError
+from engine.sandbox.budget import start_budget
+from engine.sandbox.guards import Abort, Guards, Limits, Namespace, OutOfMemory, OutOfTime, Refused, text_size
+from engine.sandbox.policy import ScriptPolicy, Violation
+
+Mode = Literal["eval", "exec"]
+
+SCRIPT_FILENAME: Final = "<process script>"
+_MESSAGE_LIMIT: Final = 500
+_MESSAGE_WALK_LIMIT: Final = 10_000
+
+_MATH: Final = Namespace(
+    "math",
+    {
+        name: getattr(math, name)
+        for name in (
+            "acos",
+            "asin",
+            "atan",
+            "atan2",
+            "ceil",
+            "copysign",
+            "cos",
+            "degrees",
+            "dist",
+            "e",
+            "exp",
+            "expm1",
+            "fabs",
+            "floor",
+            "fmod",
+            "fsum",
+            "gcd",
+            "hypot",
+            "inf",
+            "isclose",
+            "isfinite",
+            "isinf",
+            "isnan",
+            "isqrt",
+            "log",
+            "log10",
+            "log1p",
+            "log2",
+            "nan",
+            "pi",
+            "pow",
+            "radians",
+            "remainder",
+            "sin",
+            "sqrt",
+            "tan",
+            "tau",
+            "trunc",
+        )
+    },
+)
+_EXCEPTIONS: Final[tuple[type[Exception], ...]] = (
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    Exception,
+    IndexError,
+    KeyError,
+    LookupError,
+    NameError,
+    OverflowError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+    ZeroDivisionError,
+)
+# Names a script might try for introspection or I/O: they exist, and refuse with a clear message.
+_DENIED: Final = (
+    "breakpoint",
+    "bytearray",
+    "classmethod",
+    "compile",
+    "delattr",
+    "dir",
+    "eval",
+    "exec",
+    "exit",
+    "format",
+    "getattr",
+    "globals",
+    "hasattr",
+    "help",
+    "id",
+    "input",
+    "issubclass",
+    "iter",
+    "locals",
+    "memoryview",
+    "next",
+    "object",
+    "open",
+    "property",
+    "quit",
+    "setattr",
+    "staticmethod",
+    "super",
+    "type",
+    "vars",
+)
+_ABORTS: Final[dict[type[Abort], type[ScriptError]]] = {
+    Refused: ScriptSecurityError,
+    OutOfTime: ScriptTimeoutError,
+    OutOfMemory: ScriptMemoryError,
+}
+_DATA_LEAVES: Final = (str, int, float, bool, type(None), date, time, timedelta)
+_DATA_KEYS: Final = (str, int, float, bool, type(None))
+_DATA_CONTAINERS: Final = (list, tuple, set, frozenset)
+_KEEPABLE: Final = (*_DATA_LEAVES, dict, *_DATA_CONTAINERS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    code: CodeType | None
+    problems: tuple[Violation, ...] = ()
+    refused: bool = False
+
+    def raise_problem(self) -> None:
+        if self.code is not None:
+            return
+        first = self.problems[0]
+        detail = "; ".join(p.message for p in self.problems)
+        raise (ScriptSecurityError if self.refused else ScriptError)(detail, line=first.line)
+
+
+def _denied(name: str) -> Callable[..., Any]:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise Refused(f"{name}() is not available in process scripts")
+
+    return refuse
+
+
+class Sandbox:
+    """Runs the Python that process designers write (conditions, scripts, timer and DMN expressions).
+
+    ``helpers`` are the functions the engine offers scripts by name (``now``, ``working_days_end``, ...);
+    they run as trusted code, outside the CPU budget. ``cpu_seconds`` is the CPU time one evaluation may
+    use and ``wall_seconds`` (default twice that) the elapsed time; ``max_sequence`` bounds any string,
+    list or tuple built in one operation, ``max_int_bits`` any integer, and ``max_memory_bytes`` how much
+    the process may grow while the script runs. Compiled code is cached by source text, up to
+    ``cache_size`` entries. One Sandbox serves any number of threads.
+    """
+
+    def __init__(
+        self,
+        helpers: Mapping[str, Callable[..., Any]] | None = None,
+        *,
+        cpu_seconds: float = 1.0,
+        wall_seconds: float | None = None,
+        max_sequence: int = 1_000_000,
+        max_int_bits: int = 100_000,
+        max_memory_bytes: int = 256 * 2**20,
+        cache_size: int = 1024,
+    ) -> None:
+        if cpu_seconds <= 0 or (wall_seconds is not None and wall_seconds <= 0):
+            raise ValueError("cpu_seconds and wall_seconds must be positive")
+        if min(max_sequence, max_memory_bytes, cache_size) < 1 or max_int_bits < 64:
+            raise ValueError("the limits must be positive, and max_int_bits at least 64")
+        self.cpu_seconds = cpu_seconds
+        self.wall_seconds = wall_seconds if wall_seconds is not None else 2 * cpu_seconds
+        self.max_memory_bytes = max_memory_bytes
+        self.limits = Limits(max_sequence=max_sequence, max_int_bits=max_int_bits)
+        self._guards = Guards(self.limits)
+        self._builtins = self._make_builtins(helpers or {})
+        self._cache: OrderedDict[tuple[Mode, str], _Compiled] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def evaluate(
+        self, expression: str, context: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Evaluate an expression against ``context`` and the read-only names in ``extra``; return its value.
+
+        Raises ScriptError (or a subclass) on any failure, with the line of the script where it happened.
+        """
+        compiled = self._compile(expression, "eval")
+        names = self._names(context, extra)
+        return self._run(compiled, names, "eval")
+
+    def execute(
+        self, script: str, context: dict[str, Any], *, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Run a script; the variables it assigns, removes or rebinds are written back to ``context``.
+
+        Only data is written back (dicts, lists, tuples, sets, strings, numbers, booleans, None and dates):
+        functions and other working values the script made stay behind, as do names from ``extra``. If the
+        script fails, ``context`` keeps its top-level names (objects it mutated in place stay mutated).
+        """
+        compiled = self._compile(script, "exec")
+        names = self._names(context, extra)
+        self._run(compiled, names, "exec")
+        self._write_back(names, context, extra or {})
+
+    def check(self, source: str, *, mode: Mode) -> list[str]:
+        """Compile without running and list what is wrong, each message starting with its line number."""
+        return [
+            f"line {p.line}: {p.message}" if p.line is not None else p.message
+            for p in self._compile_cached(source, mode).problems
+        ]
+
+    def prepare(self, source: str, *, mode: Mode) -> None:
+        """Compile into the cache, raising the error ``evaluate``/``execute`` would raise for bad source.
+
+        Syntax errors raise ScriptError, policy violations ScriptSecurityError; use it to refuse a process
+        definition at deployment rather than at run time.
+        """
+        self._compile(source, mode)
+
+    # Compilation
+
+    def _compile(self, source: str, mode: Mode) -> CodeType:
+        compiled = self._compile_cached(source, mode)
+        compiled.raise_problem()
+        assert compiled.code is not None  # noqa: S101 - raise_problem returns only when there is code
+        return compiled.code
+
+    def _compile_cached(self, source: str, mode: Mode) -> _Compiled:
+        key = (mode, source)
+        with self._cache_lock:
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                self._cache.move_to_end(key)
+                return compiled
+        compiled = _compile_source(source, mode)
+        with self._cache_lock:
+            self._cache[key] = compiled
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return compiled
+
+    # Running
+
+    def _names(self, context: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        # Names starting with "_" are the guards' hooks; data may not shadow them (and scripts cannot
+        # name them anyway).
+        names: dict[str, Any] = {}
+        for source in (extra, context):
+            if source:
+                names.update(
+                    (key, value)
+                    for key, value in source.items()
+                    if isinstance(key, str) and not key.startswith("_")
+                )
+        names["__builtins__"] = self._builtins
+        names["_tick_"] = start_budget(self.cpu_seconds, self.wall_seconds, self.max_memory_bytes)
+        return names
+
+    def _run(self, code: CodeType, names: dict[str, Any], mode: Mode) -> Any:
+        try:
+            if mode == "eval":
+                return eval(code, names)  # noqa: S307 - code compiled under ScriptPolicy, run with guarded builtins
+            exec(code, names)  # noqa: S102 - code compiled under ScriptPolicy, run with guarded builtins
+            return None
+        except ScriptError as error:
+            names.clear()
+            if error.line is None:
+                error.line = _script_line(error)
+            raise
+        except (Abort, Exception) as error:
+            # Whatever the script built goes now, not when the caller lets go of the error.
+            names.clear()
+            failure = _failure(error)
+            if type(failure) is ScriptError:
+                raise failure from error
+        # Raised outside the handler, so the sandbox's internal exception does not ride along.
+        raise failure
+
+    def _write_back(self, names: dict[str, Any], context: dict[str, Any], extra: Mapping[str, Any]) -> None:
+        updates: dict[str, Any] = {}
+        for name, value in names.items():
+            if name.startswith("_") or (name in extra and name not in context):
+                continue
+            if name in context and context[name] is value:
+                continue
+            if isinstance(value, _KEEPABLE):
+                self._check_data(name, value)
+                updates[name] = value
+        for name in [k for k in context if isinstance(k, str) and not k.startswith("_") and k not in names]:
+            del context[name]
+        context.update(updates)
+
+    def _check_data(self, name: str, value: object) -> None:
+        room = self.limits.max_sequence
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, _DATA_LEAVES):
+                continue
+            if isinstance(item, dict):
+                if not all(isinstance(key, _DATA_KEYS) for key in item):
+                    raise ScriptError(f"variable '{name}' has a dict key that is not a string or number")
+                children: list[Any] | Any = item.values()
+            elif isinstance(item, _DATA_CONTAINERS):
+                children = item
+            else:
+                raise ScriptError(
+                    f"variable '{name}' holds a '{type(item).__name__}' value; task data may only hold "
+                    "dicts, lists, strings, numbers, booleans, None and dates"
+                )
+            room -= len(children)
+            if room < 0:
+                raise ScriptMemoryError(
+                    f"variable '{name}' holds more than {self.limits.max_sequence:,} values, "
+                    "too many to keep in task data"
+                )
+            pending.extend(children)
+
+    def _make_builtins(self, helpers: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+        guards = self._guards
+        names: dict[str, Any] = {
+            "abs": abs,
+            "all": all,
+            "any": any,
+            "bool": bool,
+            "chr": chr,
+            "dict": dict,
+            "divmod": divmod,
+            "enumerate": enumerate,
+            "filter": filter,
+            "float": float,
+            "frozenset": frozenset,
+            "int": int,
+            "isinstance": guards.is_instance,
+            "len": len,
+            "list": list,
+            "map": map,
+            "math": _MATH,
+            "max": max,
+            "min": min,
+            "ord": ord,
+            "range": guards.bounded_range,
+            "repr": guards.to_repr,
+            "reversed": reversed,
+            "round": round,
+            "set": set,
+            "sorted": sorted,
+            "str": guards.to_str,
+            "sum": guards.numeric_sum,
+            "timedelta": timedelta,
+            "tuple": tuple,
+            "zip": zip,
+        }
+        names.update((cls.__name__, cls) for cls in _EXCEPTIONS)
+        names.update((name, _denied(name)) for name in _DENIED)
+        for name, helper in helpers.items():
+            if not name.isidentifier() or name.startswith("_") or name in names:
+                raise ValueError(f"helper name {name!r} is not an identifier or clashes with a built-in name")
+            names[name] = helper
+        names.update(
+            {
+                "_getattr_": guards.read_attribute,
+                "_getitem_": guards.read_item,
+                "_getiter_": iter,
+                "_write_": guards.writable,
+                "_inplacevar_": guards.inplace,
+                "_apply_": guards.apply,
+                "_unpack_sequence_": guarded_unpack_sequence,
+                "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+                "_add_": guards.add,
+                "_mul_": guards.multiply,
+                "_pow_": guards.power,
+                "_lshift_": guards.shift_left,
+                "_mod_": guards.modulo,
+                "_fstring_": guards.fstring,
+                "_unpack_": guards.unpack,
+                "_except_": guards.catchable,
+                "_augitem_": guards.augmented_item,
+            }
+        )
+        return names
+
+
+def _compile_source(source: str, mode: Mode) -> _Compiled:
+    if not isinstance(source, str):
+        return _Compiled(None, (Violation(None, f"a script must be text, not {type(source).__name__}"),))
+    offset = 0
+    if mode == "eval":
+        # Conditions arrive with the indentation of the XML around them; eval() ignores it too.
+        stripped = source.lstrip()
+        offset = source[: len(source) - len(stripped)].count("\n")
+        text = stripped.rstrip()
+    else:
+        text = textwrap.dedent(source)
+    try:
+        tree = ast.parse(text, filename=SCRIPT_FILENAME, mode=mode)
+        if offset:
+            ast.increment_lineno(tree, offset)
+        policy = ScriptPolicy()
+        tree = policy.visit(tree)
+        if policy.violations:
+            return _Compiled(None, tuple(policy.violations), refused=True)
+        code = compile(ast.fix_missing_locations(tree), SCRIPT_FILENAME, mode)
+    except SyntaxError as error:
+        line = error.lineno + offset if error.lineno is not None else None
+        return _Compiled(None, (Violation(line, f"{type(error).__name__}: {error.msg}"),))
+    except (RecursionError, MemoryError, ValueError) as error:
+        return _Compiled(None, (Violation(None, f"the script cannot be compiled: {type(error).__name__}"),))
+    return _Compiled(code)
+
+
+def _script_line(error: BaseException) -> int | None:
+    """The line of the innermost script frame the error passed through."""
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == SCRIPT_FILENAME:
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
+
+
+def _failure(error: BaseException) -> ScriptError:
+    """The domain error for a failed script; an Abort behind the error wins over the error itself.
+
+    The Abort can sit in the context chain when it unwound into a handler that failed in turn, e.g. an
+    ``except`` clause naming an undefined class.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Abort):
+            return _ABORTS[type(current)](str(current), line=_script_line(current))
+        seen.add(id(current))
+        current = current.__context__
+    return _as_script_error(error)
+
+
+def _as_script_error(error: BaseException) -> ScriptError:
+    name = type(error).__name__
+    if text_size(error, _MESSAGE_WALK_LIMIT) > _MESSAGE_WALK_LIMIT:
+        message = f"{name} (message too long to show)"
+    else:
+        text = str(error)
+        if len(text) > _MESSAGE_LIMIT:
+            text = text[:_MESSAGE_LIMIT] + "..."
+        message = f"{name}: {text}" if text else name
+    cls = ScriptMemoryError if isinstance(error, MemoryError) else ScriptError
+    return cls(message, line=_script_line(error))
