@@ -326,7 +326,7 @@ def test_a_user_gets_no_scope_beyond_their_own(embedded: Embedded) -> None:
     page = embedded.client.get(authorize_url(challenge, scope="tasks:read admin"))
     fields = form_fields(page.get_data(as_text=True))
     signed_in = embedded.client.post(
-        "/oauth2/authorize", data={**fields, "username": "dc.patel", "password": DEMO_PASSWORD}
+        "/oauth2/authorize", data={**fields, "username": "dc.jones", "password": DEMO_PASSWORD}
     )
     body = exchange(embedded.client, code_from(signed_in), verifier).json
     assert body is not None
@@ -362,7 +362,7 @@ def test_an_inactive_user_cannot_sign_in(embedded: Embedded) -> None:
 def test_a_pkce_verifier_mismatch_is_refused(embedded: Embedded) -> None:
     _verifier, challenge = pkce_pair()
     other_verifier, _other = pkce_pair()
-    code = code_from(sign_in(embedded.client, challenge, "dc.patel", DEMO_PASSWORD))
+    code = code_from(sign_in(embedded.client, challenge, "dc.jones", DEMO_PASSWORD))
     response = exchange(embedded.client, code, other_verifier)
     assert response.status_code == 400
     assert response.json is not None
@@ -372,7 +372,7 @@ def test_a_pkce_verifier_mismatch_is_refused(embedded: Embedded) -> None:
 
 def test_a_missing_verifier_is_refused(embedded: Embedded) -> None:
     _verifier, challenge = pkce_pair()
-    code = code_from(sign_in(embedded.client, challenge, "dc.patel", DEMO_PASSWORD))
+    code = code_from(sign_in(embedded.client, challenge, "dc.jones", DEMO_PASSWORD))
     response = embedded.client.post(
         "/oauth2/token",
         data={
@@ -422,7 +422,7 @@ def test_the_login_form_needs_its_nonce(embedded: Embedded) -> None:
     fields = form_fields(page.get_data(as_text=True))
     fields["nonce"] = secrets.token_urlsafe(32)
     response = embedded.client.post(
-        "/oauth2/authorize", data={**fields, "username": "dc.patel", "password": DEMO_PASSWORD}
+        "/oauth2/authorize", data={**fields, "username": "dc.jones", "password": DEMO_PASSWORD}
     )
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -441,7 +441,7 @@ def test_cancel_sends_access_denied_back_to_the_client(embedded: Embedded) -> No
 
 def test_an_expired_code_is_refused(embedded: Embedded) -> None:
     verifier, challenge = pkce_pair()
-    code = code_from(sign_in(embedded.client, challenge, "dc.patel", DEMO_PASSWORD))
+    code = code_from(sign_in(embedded.client, challenge, "dc.jones", DEMO_PASSWORD))
     embedded.clock.moment += timedelta(minutes=6)
     response = exchange(embedded.client, code, verifier)
     assert response.status_code == 400
@@ -488,7 +488,7 @@ def test_the_token_command_prints_a_token_for_a_user(embedded: Embedded) -> None
     assert principal.scopes == {"admin", "audit:read"}
     assert principal.roles == {"operator"}
 
-    refused = runner.invoke(token_command, ["--user", "dc.patel", "--scope", "admin"])
+    refused = runner.invoke(token_command, ["--user", "dc.jones", "--scope", "admin"])
     assert refused.exit_code == 1
     assert "may not have the scope(s) admin" in refused.output
     unknown = runner.invoke(token_command, ["--user", "ghost"])
@@ -518,8 +518,8 @@ def test_seed_demo_is_idempotent_and_covers_every_lane_role(embedded: Embedded) 
 def test_seed_updates_changed_entries_and_hashes_plain_passwords(embedded: Embedded, tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
     user = {
-        "username": "dc.patel",
-        "name": "DC Asha Patel-Jones",
+        "username": "dc.jones",
+        "name": "DC Asha Jones-Patel",
         "password": "a-new-password",
         "roles": ["investigator"],
         "units": ["MIT-North"],
@@ -532,11 +532,11 @@ def test_seed_updates_changed_entries_and_hashes_plain_passwords(embedded: Embed
         first = load_seed(session, seed)
     with embedded.sessions.begin() as session:
         second = load_seed(session, seed)
-        row = session.scalars(sa.select(AuthUser).where(AuthUser.username == "dc.patel")).one()
+        row = session.scalars(sa.select(AuthUser).where(AuthUser.username == "dc.jones")).one()
         assert row.rank == "constable"
         assert row.clearance == "OFFICIAL-SENSITIVE"
         assert row.password_hash.startswith(("scrypt:", "pbkdf2:"))
     assert (first.users_created, first.users_updated) == (0, 1)
     assert (second.users_created, second.users_updated) == (0, 0)
     _verifier, challenge = pkce_pair()
-    assert sign_in(embedded.client, challenge, "dc.patel", "a-new-password").status_code == 302
+    assert sign_in(embedded.client, challenge, "dc.jones", "a-new-password").status_code == 302
