@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from auth.keys import SIGNING_ALGORITHM, KeyStore
 from auth.models import AuthClient, AuthUser
 from auth.settings import AuthSettings
 from auth.timing import Now, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,13 @@ def issue_token(
     *,
     client_id: str,
     scopes: Iterable[str],
+    grant: str,
     now: Now = utcnow,
 ) -> IssuedToken:
     """Sign an ``at+jwt`` access token for ``identity``, valid for ``settings.token_lifetime`` seconds.
 
-    The caller decides which scopes are allowed; this function only writes them down.
+    The caller decides which scopes are allowed; this function only writes them down, and logs the
+    issue with ``grant`` (how the token was obtained) for the audit of who held which token.
     """
     issued_at = int(now().timestamp())
     scope = " ".join(dict.fromkeys(scopes))
@@ -86,4 +91,13 @@ def issue_token(
     signing = keystore.current_key()
     header = {"alg": SIGNING_ALGORITHM, "typ": "at+jwt", "kid": signing.kid}
     token = jwt.encode(header, claims, signing.private, algorithms=[SIGNING_ALGORITHM])
+    log.info(
+        "auth.token_issued grant=%s sub=%s client=%s jti=%s kid=%s scope=%r",
+        grant,
+        identity.subject,
+        client_id,
+        claims["jti"],
+        signing.kid,
+        scope,
+    )
     return IssuedToken(access_token=token, expires_in=settings.token_lifetime, scope=scope, claims=claims)

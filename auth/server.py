@@ -275,15 +275,8 @@ class EmbeddedAuthServer:
             identity,
             client_id=client.client_id,
             scopes=allowed_scopes(scope, permitted),
+            grant=grant_type,
             now=self.now,
-        )
-        log.info(
-            "auth.token_issued grant=%s sub=%s client=%s jti=%s scope=%r",
-            grant_type,
-            identity.subject,
-            client.client_id,
-            issued.claims["jti"],
-            issued.scope,
         )
         return {
             "token_type": "Bearer",
@@ -307,13 +300,15 @@ class EmbeddedAuthServer:
         if refused:
             raise AuthConfigError(f"user {username!r} may not have the scope(s) {' '.join(refused)}")
         granted = allowed_scopes(wanted, user.scopes)
-        issued = issue_token(
-            self.keystore, self.settings, user.identity, client_id=client_id, scopes=granted, now=self.now
+        return issue_token(
+            self.keystore,
+            self.settings,
+            user.identity,
+            client_id=client_id,
+            scopes=granted,
+            grant="cli",
+            now=self.now,
         )
-        log.info(
-            "auth.token_issued grant=cli sub=%s client=%s jti=%s", username, client_id, issued.claims["jti"]
-        )
-        return issued
 
     def metadata(self) -> dict[str, Any]:
         base = self.settings.public_url
