@@ -8,12 +8,15 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.calendars import expression_helpers, parse_instant, to_iso
 from engine.clock import Clock, SystemClock
 from engine.db import create_db_engine, make_sessionmaker
 from engine.forms import FormRegistry
 from engine.instances import EngineContext
+from engine.process_settings import ProcessSettings
 from engine.registry import SpecRegistry
 from engine.runtime import WorkflowRuntime
+from engine.sandbox import Sandbox, SandboxScriptEngine
 from engine.settings import Settings
 
 

@@ -34,6 +34,7 @@ from engine.errors import (
 from engine.forms import validate_data
 from engine.models import HumanTask, Incident, ProcessDefinition, ProcessInstance, TaskHistory
 from engine.registry import SpecRegistry, get_definition
+from engine.sandbox import script_error_in
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
 from engine.timeexpr import parse_duration
 
@@ -523,16 +524,18 @@ class InstanceService:
         self._save(instance, workflow)
 
     def _fail(self, instance: ProcessInstance, workflow: Workflow, exc: Exception) -> None:
+        cause: Exception = script_error_in(exc) or exc
+        self.runtime.discard_failed_effects(workflow)
         failed = self.runtime.failed_task(workflow)
-        element_id = getattr(exc, "extra", {}).get("element_id") if isinstance(exc, EngineError) else None
-        line = getattr(exc, "line", None) or getattr(exc, "line_number", None)
+        element_id = cause.extra.get("element_id") if isinstance(cause, EngineError) else None
+        line = getattr(cause, "line", None) or getattr(exc, "line_number", None)
         instance.status = FAILED
         incident = Incident(
             instance_id=instance.id,
             task_id=failed[0] if failed else None,
             element_id=element_id or (failed[1] if failed else None),
-            error_type=getattr(exc, "code", None) or type(exc).__name__,
-            message=str(exc)[:4000],
+            error_type=getattr(cause, "code", None) or type(cause).__name__,
+            message=str(cause)[:4000],
             line=int(line) if line else None,
             created_at=self.clock.now(),
         )

@@ -31,6 +31,7 @@ from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from engine.bpmn import SpecBundle, user_task_properties
+from engine.timer_events import SERIALIZER_CONFIG as TIMER_CONFIG
 
 FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
 _FINAL_DATA = "final_case_data"
@@ -65,7 +66,8 @@ class ReadyUserTask:
 
 
 def _registry() -> Any:
-    return BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
+    # Our timer definitions replace SpiffWorkflow's, which read the wall clock and parse ISO by hand.
+    return BpmnWorkflowSerializer.configure({**SPIFF_CONFIG, **TIMER_CONFIG})
 
 
 class WorkflowRuntime:
@@ -160,6 +162,14 @@ class WorkflowRuntime:
                 spec = task.task_spec
                 return str(task.id), spec.bpmn_id or spec.name
         return None
+
+    @staticmethod
+    def discard_failed_effects(workflow: Workflow) -> None:
+        """Give failed steps their inputs back: what a failing script wrote before it failed is dropped."""
+        for sub in [workflow, *workflow.subprocesses.values()]:
+            for task in sub.get_tasks(state=TaskState.ERROR):
+                if task.parent is not None:
+                    task.data = deepcopy(task.parent.data)
 
     @staticmethod
     def reset_failed(workflow: Workflow) -> None:

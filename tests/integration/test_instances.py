@@ -87,7 +87,7 @@ def test_two_lanes_gateway_script_run_to_the_end(services: Services) -> None:
             ("review", "completed", "supt.khan"),
         }
         steps = [h.element_id for h in session.scalars(sa.select(TaskHistory).order_by(TaskHistory.id))]
-        assert steps == ["start", "submit", "count", "review", "again", "done"]
+        assert steps == ["start", "submit", "init", "count", "review", "again", "done"]
         actions = [e.action for e in session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id))]
         assert actions == ["instance.started", "task.completed", "task.completed", "instance.completed"]
         assert verify(session) == (4, None)
@@ -254,3 +254,50 @@ def test_two_threads_completing_one_task_one_wins(services: Services) -> None:
             sa.select(sa.func.count()).select_from(TaskHistory).where(TaskHistory.element_id == "submit")
         )
         assert count == 1
+
+
+def test_failing_script_becomes_an_incident_and_keeps_the_officers_work(services: Services) -> None:
+    deploy(services, "divide.bpmn")
+    with transaction(services.sessions) as session:
+        instance_id = (
+            InstanceService(session, services.context)
+            .start("divide", unit="MIT-North", classification="OFFICIAL", started_by=APPLICANT)
+            .id
+        )
+    [collect] = open_tasks(services, instance_id)
+    complete(services, collect.id, {"total": 10, "divisor": 0}, APPLICANT)
+    with transaction(services.sessions) as session:
+        service = InstanceService(session, services.context)
+        instance = service.get(instance_id)
+        assert instance.status == "failed"
+        [incident] = service.incidents(instance_id)
+        assert (incident.element_id, incident.line, incident.resolved_at) == ("compute", 2, None)
+        assert "ZeroDivisionError" in incident.message
+        assert session.get(HumanTask, collect.id).status == "completed"  # type: ignore[union-attr]
+        assert "partial" not in service.variables(instance_id)
+    with pytest.raises(ConflictError):
+        complete(services, collect.id, {}, APPLICANT)
+    with transaction(services.sessions) as session:
+        again = InstanceService(session, services.context).retry(instance_id, actor=AUTHORISER)
+        assert again.status == "failed"
+        incidents = InstanceService(session, services.context).incidents(instance_id)
+        assert [i.resolved_by for i in incidents] == ["supt.khan", None]
+
+
+def test_sandbox_refusal_is_an_incident_not_a_crash(services: Services, tmp_path: Path) -> None:
+    source = (FIXTURES / "divide.bpmn").read_text().replace("rate = total / divisor", "rate = ().__class__")
+    with transaction(services.sessions) as session:
+        Deployer(session, services.context.registry, services.clock).deploy(
+            [SourceFile("divide.bpmn", source)], by="designer"
+        )
+        instance_id = (
+            InstanceService(session, services.context)
+            .start("divide", unit="MIT-North", classification="OFFICIAL", started_by=APPLICANT)
+            .id
+        )
+    [collect] = open_tasks(services, instance_id)
+    complete(services, collect.id, {"total": 10, "divisor": 2}, APPLICANT)
+    with transaction(services.sessions) as session:
+        [incident] = InstanceService(session, services.context).incidents(instance_id)
+        assert incident.element_id == "compute"
+        assert incident.error_type == "script-forbidden"
