@@ -34,10 +34,25 @@ class Services:
         return self.context.clock
 
 
+def script_helpers(settings: Settings, clock: Clock) -> dict[str, Any]:
+    """The functions process designers may call by name in expressions and scripts."""
+    process_settings = ProcessSettings.from_file(
+        settings.process_settings_file or settings.processes_dir / "settings.json"
+    )
+    helpers: dict[str, Any] = dict(expression_helpers(clock))
+    helpers["now"] = helpers["now_iso"]
+    helpers["parse_datetime"] = lambda value: to_iso(parse_instant(value))
+    helpers["setting"] = process_settings.get
+    return helpers
+
+
 def build_services(
     settings: Settings, *, clock: Clock | None = None, script_engine: Any = None, **engine_kwargs: Any
 ) -> Services:
     clock = clock or SystemClock()
+    if script_engine is None:
+        sandbox = Sandbox(script_helpers(settings, clock), cpu_seconds=settings.script_cpu_seconds)
+        script_engine = SandboxScriptEngine(sandbox)
     runtime = WorkflowRuntime(script_engine)
     db = create_db_engine(settings.database_url, json_serializer=runtime.json_dumps, **engine_kwargs)
     forms = FormRegistry.from_directory(settings.forms_dir)

@@ -34,8 +34,8 @@ from engine.errors import (
 from engine.forms import validate_data
 from engine.models import HumanTask, Incident, ProcessDefinition, ProcessInstance, TaskHistory
 from engine.registry import SpecRegistry, get_definition
-from engine.sandbox import script_error_in
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
+from engine.sandbox import script_error_in
 from engine.timeexpr import parse_duration
 
 RUNNING, SUSPENDED, COMPLETED, CANCELLED, FAILED = "running", "suspended", "completed", "cancelled", "failed"
