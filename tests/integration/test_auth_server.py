@@ -321,6 +321,16 @@ def test_authorization_code_with_pkce_through_the_login_form(embedded: Embedded)
         assert session.scalars(sa.select(AuthCode)).all() == []
 
 
+def test_request_parameters_are_escaped_on_the_login_page(embedded: Embedded) -> None:
+    _verifier, challenge = pkce_pair()
+    hostile = '"><script>alert(1)</script>'
+    page = embedded.client.get(authorize_url(challenge, state=hostile))
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "<script>" not in text
+    assert form_fields(text)["state"] == hostile
+
+
 def test_a_user_gets_no_scope_beyond_their_own(embedded: Embedded) -> None:
     verifier, challenge = pkce_pair()
     page = embedded.client.get(authorize_url(challenge, scope="tasks:read admin"))
