@@ -12,7 +12,7 @@ The tree::
     ├── ValidationError               caller input is wrong; ``errors`` maps a JSON path to messages
     │   ├── FormDataError             task data does not satisfy the form's JSON Schema
     │   └── LimitExceededError        a size or depth limit was exceeded
-    ├── DefinitionError               a BPMN / DMN / form file is invalid; ``errors`` carry file, line, element
+    ├── DefinitionError               a BPMN, DMN or form file is invalid (file, line, element)
     │   └── UnsafeXMLError            entities, DTDs or external references in an uploaded file
     ├── CorrelationError              a message reached no waiting instance, or several
     └── ScriptError                   a script or expression failed inside a process (becomes an incident)
