@@ -256,6 +256,7 @@ class Deployer:
         """Pin the forms a process uses into its definition, so running cases keep their form versions."""
         problems: list[Problem] = []
         pinned: dict[str, Any] = {}
+        lines = element_lines(parse_xml(source.text, filename=source.name))
         for spec in _user_task_specs(bundle):
             form = user_task_properties(spec).get("form")
             if not form:
@@ -263,13 +264,29 @@ class Deployer:
             found = resources["forms"].get(form) or self.registry.forms.get(form)
             if found is None:
                 problems.append(
-                    Problem(source.name, f"form {form!r} does not exist in forms/", element_id=spec.bpmn_id)
+                    Problem(
+                        source.name,
+                        f"form {form!r} does not exist in forms/",
+                        line=lines.get(spec.bpmn_id),
+                        element_id=spec.bpmn_id,
+                    )
                 )
             else:
                 pinned[form] = found
         if problems:
             raise definition_error(problems)
         resources["forms"] = pinned
+
+
+def element_lines(root: Any) -> dict[str, int]:
+    """Source line of every element with an id, for error messages."""
+    lines: dict[str, int] = {}
+    for node in root.iter():
+        element_id = node.get("id") if isinstance(node.tag, str) else None
+        line = getattr(node, "sourceline", None)
+        if element_id and isinstance(line, int):
+            lines[element_id] = line
+    return lines
 
 
 def _user_task_specs(bundle: SpecBundle) -> list[Any]:
