@@ -49,15 +49,17 @@ def start_budget(cpu_seconds: float, wall_seconds: float, max_memory_bytes: int)
 
     The thread's own CPU time is what is charged, so a script is not blamed for time the interpreter gave
     to other threads; ``wall_seconds`` caps the elapsed time for the case where the thread barely runs.
-    The tick reads only the cheap monotonic clock on most passes: the CPU clock (a system call) is read
-    when the CPU budget could have been reached, since CPU time never outruns elapsed time, and the memory
-    size every few milliseconds, the first time on the first pass.
+    Reading the CPU clock and the memory size costs system calls, so both start at the first tick (an
+    expression without loops or calls never pays for them; the straight-line code before the first tick
+    is short by construction). After that the tick reads only the cheap monotonic clock on most passes:
+    the CPU clock when the CPU budget could have been reached, since CPU time never outruns elapsed time,
+    and the memory size every few milliseconds.
     """
     perf_counter = time.perf_counter
     thread_time = time.thread_time
-    cpu_start = thread_time()
     wall_start = perf_counter()
     wall_deadline = wall_start + wall_seconds
+    cpu_start: float | None = None
     cpu_due = wall_start + cpu_seconds
     next_check = -math.inf
     memory_start: int | None = None
@@ -65,12 +67,14 @@ def start_budget(cpu_seconds: float, wall_seconds: float, max_memory_bytes: int)
     failure: Abort | None = None
 
     def tick() -> bool:
-        nonlocal next_check, cpu_due, memory_start, memory_known, failure
+        nonlocal next_check, cpu_start, cpu_due, memory_start, memory_known, failure
         now = perf_counter()
         if now < next_check:
             return True
         if failure is not None:
             raise type(failure)(*failure.args)
+        if cpu_start is None:
+            cpu_start = thread_time()
         if memory_known:
             resident = resident_bytes()
             if resident is None:

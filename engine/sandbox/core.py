@@ -184,6 +184,7 @@ class Sandbox:
         self.limits = Limits(max_sequence=max_sequence, max_int_bits=max_int_bits)
         self._guards = Guards(self.limits)
         self._builtins = self._make_builtins(helpers or {})
+        self._hooks = self._make_hooks()
         self._cache: OrderedDict[tuple[Mode, str], _Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -253,19 +254,14 @@ class Sandbox:
     # Running
 
     def _names(self, context: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        # Names starting with "_" are the guards' hooks; data may not shadow them (and scripts cannot
-        # name them anyway).
-        names: dict[str, Any] = {}
-        for source in (extra, context):
-            if source:
-                names.update(
-                    (key, value)
-                    for key, value in source.items()
-                    if isinstance(key, str) and not key.startswith("_")
-                )
-        names["__builtins__"] = self._builtins
-        names["_tick_"] = start_budget(self.cpu_seconds, self.wall_seconds, self.max_memory_bytes)
-        return names
+        # The hooks come last, so task data cannot replace them (scripts cannot name them anyway).
+        return {
+            **(extra or {}),
+            **context,
+            **self._hooks,
+            "__builtins__": self._builtins,
+            "_tick_": start_budget(self.cpu_seconds, self.wall_seconds, self.max_memory_bytes),
+        }
 
     def _run(self, code: CodeType, names: dict[str, Any], mode: Mode) -> Any:
         try:
@@ -368,28 +364,30 @@ class Sandbox:
             if not name.isidentifier() or name.startswith("_") or name in names:
                 raise ValueError(f"helper name {name!r} is not an identifier or clashes with a built-in name")
             names[name] = helper
-        names.update(
-            {
-                "_getattr_": guards.read_attribute,
-                "_getitem_": guards.read_item,
-                "_getiter_": iter,
-                "_write_": guards.writable,
-                "_inplacevar_": guards.inplace,
-                "_apply_": guards.apply,
-                "_unpack_sequence_": guarded_unpack_sequence,
-                "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-                "_add_": guards.add,
-                "_mul_": guards.multiply,
-                "_pow_": guards.power,
-                "_lshift_": guards.shift_left,
-                "_mod_": guards.modulo,
-                "_fstring_": guards.fstring,
-                "_unpack_": guards.unpack,
-                "_except_": guards.catchable,
-                "_augitem_": guards.augmented_item,
-            }
-        )
         return names
+
+    def _make_hooks(self) -> dict[str, Any]:
+        """The functions RestrictedPython and the policy route guarded operations through."""
+        guards = self._guards
+        return {
+            "_getattr_": guards.read_attribute,
+            "_getitem_": guards.read_item,
+            "_getiter_": iter,
+            "_write_": guards.writable,
+            "_inplacevar_": guards.inplace,
+            "_apply_": guards.apply,
+            "_unpack_sequence_": guarded_unpack_sequence,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_add_": guards.add,
+            "_mul_": guards.multiply,
+            "_pow_": guards.power,
+            "_lshift_": guards.shift_left,
+            "_mod_": guards.modulo,
+            "_fstring_": guards.fstring,
+            "_unpack_": guards.unpack,
+            "_except_": guards.catchable,
+            "_augitem_": guards.augmented_item,
+        }
 
 
 def _compile_source(source: str, mode: Mode) -> _Compiled:
