@@ -8,7 +8,8 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from api import errors, health
+from api import docs, errors, health, tasks
+from api.schemas import ProblemOut
 from auth.flask import AuthExtension
 from auth.keys import KeyStore
 from auth.settings import AuthSettings
@@ -39,8 +40,6 @@ def create_app(
         API_TITLE=API_TITLE,
         API_VERSION=API_VERSION,
         OPENAPI_VERSION="3.1.0",
-        OPENAPI_URL_PREFIX="/api/v1",
-        OPENAPI_JSON_PATH="openapi.json",
         MAX_CONTENT_LENGTH=max(settings.max_upload_bytes, settings.max_body_bytes),
         JSON_SORT_KEYS=False,
         **overrides,
@@ -59,7 +58,12 @@ def create_app(
 
         init_auth_server(app, sessions=services.sessions, keystore=keystore, settings=auth_settings)
 
-    api = Api(app)
+    api = Api()
+    # Every error leaves as a problem (api.errors); document it so rather than flask-smorest's own shape.
+    api.ERROR_SCHEMA = ProblemOut
+    api.DEFAULT_ERROR_RESPONSE_NAME = None
+    api.init_app(app)
+    app.extensions[docs.API_EXTENSION] = api
     api.spec.components.security_scheme(
         "oauth2",
         {
@@ -73,6 +77,9 @@ def create_app(
         },
     )
     api.register_blueprint(health.blp)
+    for resource in (tasks,):
+        api.register_blueprint(resource.blp.blueprint)
+    app.register_blueprint(docs.bp)
     errors.register_error_handlers(app)
     logging.getLogger("opsflow").setLevel(logging.INFO)
     return app

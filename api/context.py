@@ -1,0 +1,56 @@
+"""What a view needs from its app and request: engine services, the unit of work, the acting person."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import current_app, request
+from sqlalchemy.orm import Session
+
+from auth.flask import EXTENSION_KEY, AuthExtension
+from auth.principal import Principal
+from engine import db
+from engine.audit import AuditLog
+from engine.container import Services
+from engine.instances import Actor, InstanceService
+
+MAX_PURPOSE = 500
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["opsflow"]
+    return found
+
+
+def cross_unit_roles() -> frozenset[str]:
+    """Roles whose holders work across units (``AuthSettings.cross_unit_roles``)."""
+    extension: AuthExtension = current_app.extensions[EXTENSION_KEY]
+    return extension.settings.cross_unit_roles
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """The request's one unit of work: commits when the block ends, rolls back on any error."""
+    with db.transaction(services().sessions) as session:
+        yield session
+
+
+def instance_service(session: Session) -> InstanceService:
+    return InstanceService(session, services().context)
+
+
+def audit_log(session: Session) -> AuditLog:
+    return AuditLog(session, services().clock)
+
+
+def purpose() -> str | None:
+    """Why the caller reads personal data: the ``X-Purpose`` header, else the ``purpose`` query parameter."""
+    value = request.headers.get("X-Purpose") or request.args.get("purpose") or ""
+    value = value.strip()[:MAX_PURPOSE]
+    return value or None
+
+
+def actor(principal: Principal) -> Actor:
+    """The engine's view of the caller: subject, display name and the purpose they gave."""
+    return Actor(principal.subject, principal.name, purpose())
