@@ -11,9 +11,9 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
 from engine.errors import DefinitionError, UnsafeXMLError
+from engine.parser import OpsflowBpmnParser
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 NSMAP = {"bpmn": BPMN_NS}
@@ -162,7 +162,7 @@ def decision_ids(root: etree._Element) -> set[str]:
 
 def build_bundle(key: str, files: Iterable[SourceFile]) -> SpecBundle:
     """Parse ``files`` together (XSD-validated) and return the spec of process ``key``."""
-    parser = SpiffBpmnParser(validator=_validator())
+    parser = OpsflowBpmnParser(validator=_validator())
     problems: list[Problem] = []
     name = key
     for source in files:

@@ -13,11 +13,13 @@ from engine.clock import Clock, SystemClock
 from engine.db import create_db_engine, make_sessionmaker
 from engine.forms import FormRegistry
 from engine.instances import EngineContext
+from engine.messages import MessageHook
 from engine.process_settings import ProcessSettings
 from engine.registry import SpecRegistry
 from engine.runtime import WorkflowRuntime
 from engine.sandbox import Sandbox, SandboxScriptEngine
 from engine.settings import Settings
+from engine.timers import TimerHook
 
 
 @dataclass
@@ -61,5 +63,6 @@ def build_services(
         runtime=runtime,
         clock=clock,
         max_instance_data_bytes=settings.max_instance_data_bytes,
+        hooks=[TimerHook(clock=clock), MessageHook()],
     )
     return Services(settings=settings, db=db, sessions=make_sessionmaker(db), context=context)
