@@ -76,7 +76,7 @@ def create_app(
             },
         },
     )
-    api.register_blueprint(health.blp)
+    api.register_blueprint(health.blp.blueprint)
     for resource in (tasks, approvals):
         api.register_blueprint(resource.blp.blueprint)
     app.register_blueprint(docs.bp)

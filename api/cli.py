@@ -19,6 +19,7 @@ from engine.db import transaction
 from engine.errors import DefinitionError
 from engine.registry import Deployer, read_directory
 from engine.settings import PROJECT_ROOT, Settings
+from engine.worker import run_worker, start_embedded_worker
 
 
 def _app() -> Flask:
@@ -154,12 +155,12 @@ def serve_command(host: str, port: int, reload_processes: bool) -> None:  # noqa
 
     svc = services()
     _deploy_directory(svc)
-    worker = _start_embedded_worker(svc)
+    worker = start_embedded_worker(svc)
     click.echo(
         f"opsflow listening on http://{host}:{port}  (OpenAPI: http://{host}:{port}/api/v1/openapi.json)"
     )
     try:
-        run_simple(host, port, current_app, threaded=True, use_reloader=False)
+        run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
     finally:
         if worker is not None:
             worker.stop()
@@ -174,20 +175,10 @@ def _deploy_directory(svc: Services) -> None:
             click.echo(f"  {r.key} v{r.version} {'deployed' if r.created else 'up to date'}")
 
 
-def _start_embedded_worker(svc: Services):  # type: ignore[no-untyped-def]
-    try:
-        from engine.worker import start_embedded_worker
-    except ImportError:
-        return None
-    return start_embedded_worker(svc)
-
-
 @main.command("worker")
 @with_appcontext
 def worker_command() -> None:
     """Run a timer worker; any number may run against one PostgreSQL database."""
-    from engine.worker import run_worker
-
     run_worker(services())
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from api.blueprint import ApiBlueprint
 from engine.container import Services
 from engine.models import WorkerHeartbeat
 
-blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Probes")
+blp = ApiBlueprint("health", __name__, url_prefix="/api/v1/health", description="Probes")
 HEARTBEAT_STALE = timedelta(seconds=30)
 
 
@@ -33,7 +33,7 @@ class Live(MethodView):
 @blp.route("/ready")
 class Ready(MethodView):
     @blp.response(200)
-    @blp.alt_response(503, description="The database or the timer workers are not available")
+    @blp.problems(503)
     def get(self) -> Any:
         """The database answers and at least one timer worker has reported recently"""
         svc = services()
