@@ -17,6 +17,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/opsflow db upgrade
 	$(BIN)/opsflow seed-demo
+	@echo ""
+	@echo "Get a token for a demo user (password for the login page: opsflow-demo; see docs/authentication.md):"
+	@echo "  TOKEN=\$$($(BIN)/opsflow token --user dc.jones)"
+	@echo "  curl -H \"Authorization: Bearer \$$TOKEN\" http://127.0.0.1:8000/api/v1/tasks"
+	@echo ""
 	$(BIN)/opsflow serve
 
 lint: install
