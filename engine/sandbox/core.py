@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import ast
-import math
 import textwrap
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
-from types import CodeType
+from types import CodeType, FunctionType, GeneratorType
 from typing import Any, Final, Literal
-
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from engine.errors import ScriptError, ScriptMemoryError, ScriptSecurityError, ScriptTimeoutError
 from engine.sandbox.budget import start_budget
-from engine.sandbox.guards import Abort, Guards, Limits, Namespace, OutOfMemory, OutOfTime, Refused, text_size
+from engine.sandbox.guards import Abort, Guards, Limits, OutOfMemory, OutOfTime, Refused, text_size
+from engine.sandbox.names import guard_hooks, script_builtins
 from engine.sandbox.policy import ScriptPolicy, Violation
 
 Mode = Literal["eval", "exec"]
@@ -26,100 +24,6 @@ SCRIPT_FILENAME: Final = "<process script>"
 _MESSAGE_LIMIT: Final = 500
 _MESSAGE_WALK_LIMIT: Final = 10_000
 
-_MATH: Final = Namespace(
-    "math",
-    {
-        name: getattr(math, name)
-        for name in (
-            "acos",
-            "asin",
-            "atan",
-            "atan2",
-            "ceil",
-            "copysign",
-            "cos",
-            "degrees",
-            "dist",
-            "e",
-            "exp",
-            "expm1",
-            "fabs",
-            "floor",
-            "fmod",
-            "fsum",
-            "gcd",
-            "hypot",
-            "inf",
-            "isclose",
-            "isfinite",
-            "isinf",
-            "isnan",
-            "isqrt",
-            "log",
-            "log10",
-            "log1p",
-            "log2",
-            "nan",
-            "pi",
-            "pow",
-            "radians",
-            "remainder",
-            "sin",
-            "sqrt",
-            "tan",
-            "tau",
-            "trunc",
-        )
-    },
-)
-_EXCEPTIONS: Final[tuple[type[Exception], ...]] = (
-    ArithmeticError,
-    AssertionError,
-    AttributeError,
-    Exception,
-    IndexError,
-    KeyError,
-    LookupError,
-    NameError,
-    OverflowError,
-    RuntimeError,
-    TypeError,
-    ValueError,
-    ZeroDivisionError,
-)
-# Names a script might try for introspection or I/O: they exist, and refuse with a clear message.
-_DENIED: Final = (
-    "breakpoint",
-    "bytearray",
-    "classmethod",
-    "compile",
-    "delattr",
-    "dir",
-    "eval",
-    "exec",
-    "exit",
-    "format",
-    "getattr",
-    "globals",
-    "hasattr",
-    "help",
-    "id",
-    "input",
-    "issubclass",
-    "iter",
-    "locals",
-    "memoryview",
-    "next",
-    "object",
-    "open",
-    "property",
-    "quit",
-    "setattr",
-    "staticmethod",
-    "super",
-    "type",
-    "vars",
-)
 _ABORTS: Final[dict[type[Abort], type[ScriptError]]] = {
     Refused: ScriptSecurityError,
     OutOfTime: ScriptTimeoutError,
@@ -129,6 +33,10 @@ _DATA_LEAVES: Final = (str, int, float, bool, type(None), date, time, timedelta)
 _DATA_KEYS: Final = (str, int, float, bool, type(None))
 _DATA_CONTAINERS: Final = (list, tuple, set, frozenset)
 _KEEPABLE: Final = (*_DATA_LEAVES, dict, *_DATA_CONTAINERS)
+_MUTABLE: Final = (dict, list, set)
+_MISSING: Final = object()
+# Results that would run script code later, outside the budget, if handed back unevaluated.
+_LAZY: Final = (GeneratorType, map, filter, zip, enumerate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +51,6 @@ class _Compiled:
         first = self.problems[0]
         detail = "; ".join(p.message for p in self.problems)
         raise (ScriptSecurityError if self.refused else ScriptError)(detail, line=first.line)
-
-
-def _denied(name: str) -> Callable[..., Any]:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise Refused(f"{name}() is not available in process scripts")
-
-    return refuse
 
 
 class Sandbox:
@@ -183,8 +84,8 @@ class Sandbox:
         self.max_memory_bytes = max_memory_bytes
         self.limits = Limits(max_sequence=max_sequence, max_int_bits=max_int_bits)
         self._guards = Guards(self.limits)
-        self._builtins = self._make_builtins(helpers or {})
-        self._hooks = self._make_hooks()
+        self._builtins = script_builtins(self._guards, helpers or {})
+        self._hooks = guard_hooks(self._guards)
         self._cache: OrderedDict[tuple[Mode, str], _Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -194,6 +95,8 @@ class Sandbox:
     ) -> Any:
         """Evaluate an expression against ``context`` and the read-only names in ``extra``; return its value.
 
+        A generator, ``map``, ``filter``, ``zip`` or ``enumerate`` result is turned into a list here, within
+        the budget, and a function result is refused: nothing the script made runs after it returns.
         Raises ScriptError (or a subclass) on any failure, with the line of the script where it happened.
         """
         compiled = self._compile(expression, "eval")
@@ -206,8 +109,9 @@ class Sandbox:
         """Run a script; the variables it assigns, removes or rebinds are written back to ``context``.
 
         Only data is written back (dicts, lists, tuples, sets, strings, numbers, booleans, None and dates):
-        functions and other working values the script made stay behind, as do names from ``extra``. If the
-        script fails, ``context`` keeps its top-level names (objects it mutated in place stay mutated).
+        functions and other working values the script made stay behind, as do names from ``extra``. Data
+        that holds anything else, or more than ``max_sequence`` values, is a ScriptError. If the script
+        fails, ``context`` keeps its top-level names (objects it mutated in place stay mutated).
         """
         compiled = self._compile(script, "exec")
         names = self._names(context, extra)
@@ -266,7 +170,12 @@ class Sandbox:
     def _run(self, code: CodeType, names: dict[str, Any], mode: Mode) -> Any:
         try:
             if mode == "eval":
-                return eval(code, names)  # noqa: S307 - code compiled under ScriptPolicy, run with guarded builtins
+                result = eval(code, names)  # noqa: S307 - code compiled under ScriptPolicy, run with guarded builtins
+                if isinstance(result, _LAZY):
+                    return list(result)
+                if isinstance(result, FunctionType):
+                    raise Refused("an expression must produce a value, not a function")
+                return result
             exec(code, names)  # noqa: S102 - code compiled under ScriptPolicy, run with guarded builtins
             return None
         except ScriptError as error:
@@ -284,16 +193,24 @@ class Sandbox:
         raise failure
 
     def _write_back(self, names: dict[str, Any], context: dict[str, Any], extra: Mapping[str, Any]) -> None:
+        removed = [k for k in context if isinstance(k, str) and not k.startswith("_") and k not in names]
         updates: dict[str, Any] = {}
         for name, value in names.items():
             if name.startswith("_") or (name in extra and name not in context):
                 continue
-            if name in context and context[name] is value:
+            previous = context.get(name, _MISSING)
+            if not isinstance(value, _KEEPABLE):
+                # Functions, iterators and the like are working values: they never reach task data,
+                # and a data name the script rebound to one leaves it (as in SpiffWorkflow).
+                if previous is not _MISSING and previous is not value:
+                    removed.append(name)
                 continue
-            if isinstance(value, _KEEPABLE):
+            # Mutable containers are checked even when unchanged: the script may have filled them.
+            if previous is not value or isinstance(value, _MUTABLE):
                 self._check_data(name, value)
+            if previous is not value:
                 updates[name] = value
-        for name in [k for k in context if isinstance(k, str) and not k.startswith("_") and k not in names]:
+        for name in removed:
             del context[name]
         context.update(updates)
 
@@ -307,7 +224,7 @@ class Sandbox:
             if isinstance(item, dict):
                 if not all(isinstance(key, _DATA_KEYS) for key in item):
                     raise ScriptError(f"variable '{name}' has a dict key that is not a string or number")
-                children: list[Any] | Any = item.values()
+                children: Collection[Any] = item.values()
             elif isinstance(item, _DATA_CONTAINERS):
                 children = item
             else:
@@ -322,72 +239,6 @@ class Sandbox:
                     "too many to keep in task data"
                 )
             pending.extend(children)
-
-    def _make_builtins(self, helpers: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-        guards = self._guards
-        names: dict[str, Any] = {
-            "abs": abs,
-            "all": all,
-            "any": any,
-            "bool": bool,
-            "chr": chr,
-            "dict": dict,
-            "divmod": divmod,
-            "enumerate": enumerate,
-            "filter": filter,
-            "float": float,
-            "frozenset": frozenset,
-            "int": int,
-            "isinstance": guards.is_instance,
-            "len": len,
-            "list": list,
-            "map": map,
-            "math": _MATH,
-            "max": max,
-            "min": min,
-            "ord": ord,
-            "range": guards.bounded_range,
-            "repr": guards.to_repr,
-            "reversed": reversed,
-            "round": round,
-            "set": set,
-            "sorted": sorted,
-            "str": guards.to_str,
-            "sum": guards.numeric_sum,
-            "timedelta": timedelta,
-            "tuple": tuple,
-            "zip": zip,
-        }
-        names.update((cls.__name__, cls) for cls in _EXCEPTIONS)
-        names.update((name, _denied(name)) for name in _DENIED)
-        for name, helper in helpers.items():
-            if not name.isidentifier() or name.startswith("_") or name in names:
-                raise ValueError(f"helper name {name!r} is not an identifier or clashes with a built-in name")
-            names[name] = helper
-        return names
-
-    def _make_hooks(self) -> dict[str, Any]:
-        """The functions RestrictedPython and the policy route guarded operations through."""
-        guards = self._guards
-        return {
-            "_getattr_": guards.read_attribute,
-            "_getitem_": guards.read_item,
-            "_getiter_": iter,
-            "_write_": guards.writable,
-            "_inplacevar_": guards.inplace,
-            "_apply_": guards.apply,
-            "_unpack_sequence_": guarded_unpack_sequence,
-            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-            "_add_": guards.add,
-            "_mul_": guards.multiply,
-            "_pow_": guards.power,
-            "_lshift_": guards.shift_left,
-            "_mod_": guards.modulo,
-            "_fstring_": guards.fstring,
-            "_unpack_": guards.unpack,
-            "_except_": guards.catchable,
-            "_augitem_": guards.augmented_item,
-        }
 
 
 def _compile_source(source: str, mode: Mode) -> _Compiled:

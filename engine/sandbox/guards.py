@@ -68,79 +68,22 @@ class Namespace:
 
 
 _STR_METHODS: Final = frozenset(
-    (
-        "capitalize",
-        "casefold",
-        "center",
-        "count",
-        "endswith",
-        "expandtabs",
-        "find",
-        "index",
-        "isalnum",
-        "isalpha",
-        "isascii",
-        "isdecimal",
-        "isdigit",
-        "isidentifier",
-        "islower",
-        "isnumeric",
-        "isprintable",
-        "isspace",
-        "istitle",
-        "isupper",
-        "join",
-        "ljust",
-        "lower",
-        "lstrip",
-        "partition",
-        "removeprefix",
-        "removesuffix",
-        "replace",
-        "rfind",
-        "rindex",
-        "rjust",
-        "rpartition",
-        "rsplit",
-        "rstrip",
-        "split",
-        "splitlines",
-        "startswith",
-        "strip",
-        "swapcase",
-        "title",
-        "upper",
-        "zfill",
-    )
+    (  # noqa: SIM905 - a word list reads better than one word per line
+        "capitalize casefold center count endswith expandtabs find index isalnum isalpha isascii "
+        "isdecimal isdigit isidentifier islower isnumeric isprintable isspace istitle isupper "
+        "join ljust lower lstrip partition removeprefix removesuffix replace rfind rindex rjust "
+        "rpartition rsplit rstrip split splitlines startswith strip swapcase title upper zfill"
+    ).split()
 )
 _DATE_ATTRIBUTES: Final = frozenset(
-    (
-        "year",
-        "month",
-        "day",
-        "weekday",
-        "isoweekday",
-        "isocalendar",
-        "isoformat",
-        "strftime",
-        "replace",
-        "toordinal",
-    )
+    (  # noqa: SIM905 - a word list reads better than one word per line
+        "year month day weekday isoweekday isocalendar isoformat strftime replace toordinal"
+    ).split()
 )
 _TIME_ATTRIBUTES: Final = frozenset(
-    (
-        "hour",
-        "minute",
-        "second",
-        "microsecond",
-        "tzinfo",
-        "fold",
-        "isoformat",
-        "strftime",
-        "replace",
-        "utcoffset",
-        "tzname",
-    )
+    (  # noqa: SIM905 - a word list reads better than one word per line
+        "hour minute second microsecond tzinfo fold isoformat strftime replace utcoffset tzname"
+    ).split()
 )
 _ATTRIBUTES: Final[dict[type, frozenset[str]]] = {
     str: _STR_METHODS,
@@ -151,37 +94,16 @@ _ATTRIBUTES: Final[dict[type, frozenset[str]]] = {
         ("clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values")
     ),
     set: frozenset(
-        (
-            "add",
-            "clear",
-            "copy",
-            "difference",
-            "difference_update",
-            "discard",
-            "intersection",
-            "intersection_update",
-            "isdisjoint",
-            "issubset",
-            "issuperset",
-            "pop",
-            "remove",
-            "symmetric_difference",
-            "symmetric_difference_update",
-            "union",
-            "update",
-        )
+        (  # noqa: SIM905 - a word list reads better than one word per line
+            "add clear copy difference difference_update discard intersection intersection_update "
+            "isdisjoint issubset issuperset pop remove symmetric_difference "
+            "symmetric_difference_update union update"
+        ).split()
     ),
     frozenset: frozenset(
-        (
-            "copy",
-            "difference",
-            "intersection",
-            "isdisjoint",
-            "issubset",
-            "issuperset",
-            "symmetric_difference",
-            "union",
-        )
+        (  # noqa: SIM905 - a word list reads better than one word per line
+            "copy difference intersection isdisjoint issubset issuperset symmetric_difference union"
+        ).split()
     ),
     tuple: frozenset({"count", "index"}),
     int: frozenset({"bit_length"}),

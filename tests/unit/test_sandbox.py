@@ -450,6 +450,31 @@ def test_shared_nesting_too_big_to_keep_is_refused(sandbox: Sandbox) -> None:
         sandbox.execute("a = [0] * 500\nb = [a] * 1000\nc = [b, b, b]\n", {})
 
 
+def test_function_put_into_existing_data_is_an_error(sandbox: Sandbox) -> None:
+    context: dict[str, Any] = {"items": [1]}
+
+    with pytest.raises(ScriptError, match="variable 'items' holds a 'function' value"):
+        sandbox.execute("items.append(lambda: 1)", context)
+
+
+def test_data_name_rebound_to_a_function_leaves_the_task_data(sandbox: Sandbox) -> None:
+    context: dict[str, Any] = {"score": 3, "keep": 1}
+
+    sandbox.execute("score = lambda: 3", context)
+
+    assert context == {"keep": 1}
+
+
+def test_lazy_expression_results_are_evaluated_within_the_budget(sandbox: Sandbox) -> None:
+    context = {"items": [1, 2, 3]}
+
+    assert sandbox.evaluate("(i * 2 for i in items)", context) == [2, 4, 6]
+    assert sandbox.evaluate("map(lambda i: i + 1, items)", context) == [2, 3, 4]
+    assert sandbox.evaluate("filter(lambda i: i > 1, items)", context) == [2, 3]
+    with pytest.raises(ScriptSecurityError, match="must produce a value, not a function"):
+        sandbox.evaluate("lambda: 1", context)
+
+
 def test_extra_names_are_read_only(sandbox: Sandbox) -> None:
     context: dict[str, Any] = {"x": 1}
 
