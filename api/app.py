@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from api import approvals, docs, errors, health, tasks
+from api import approvals, docs, errors, health, instances, tasks
 from api.schemas import ProblemOut
 from auth.flask import AuthExtension
 from auth.keys import KeyStore
@@ -77,7 +77,7 @@ def create_app(
         },
     )
     api.register_blueprint(health.blp.blueprint)
-    for resource in (tasks, approvals):
+    for resource in (tasks, approvals, instances):
         api.register_blueprint(resource.blp.blueprint)
     app.register_blueprint(docs.bp)
     errors.register_error_handlers(app)

@@ -51,6 +51,9 @@ class ApiBlueprint:
     def response(self, status: int, schema: Any = None, **options: Any) -> Callable[[F], F]:
         return cast(Callable[[F], F], self.blueprint.response(status, schema, **options))
 
+    def alt_response(self, status: int, **options: Any) -> Callable[[F], F]:
+        return cast(Callable[[F], F], self.blueprint.alt_response(status, **options))
+
     def doc(self, **kwargs: Any) -> Callable[[F], F]:
         return cast(Callable[[F], F], self.blueprint.doc(**kwargs))
 
