@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import textwrap
 import threading
 from collections import OrderedDict
@@ -35,6 +36,7 @@ _DATA_CONTAINERS: Final = (list, tuple, set, frozenset)
 _KEEPABLE: Final = (*_DATA_LEAVES, dict, *_DATA_CONTAINERS)
 _MUTABLE: Final = (dict, list, set)
 _MISSING: Final = object()
+_MAX_DEPTH: Final = 100
 # Results that would run script code later, outside the budget, if handed back unevaluated.
 _LAZY: Final = (GeneratorType, map, filter, zip, enumerate)
 
@@ -215,12 +217,17 @@ class Sandbox:
         context.update(updates)
 
     def _check_data(self, name: str, value: object) -> None:
+        """Refuse what task data cannot hold: non-data values, non-finite numbers, too much or too deep."""
         room = self.limits.max_sequence
-        pending = [value]
+        pending: list[tuple[object, int]] = [(value, 0)]
         while pending:
-            item = pending.pop()
+            item, depth = pending.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ScriptError(f"variable '{name}' holds {item}, which task data cannot store")
             if isinstance(item, _DATA_LEAVES):
                 continue
+            if depth >= _MAX_DEPTH:
+                raise ScriptError(f"variable '{name}' is nested more than {_MAX_DEPTH} levels deep")
             if isinstance(item, dict):
                 if not all(isinstance(key, _DATA_KEYS) for key in item):
                     raise ScriptError(f"variable '{name}' has a dict key that is not a string or number")
@@ -238,7 +245,7 @@ class Sandbox:
                     f"variable '{name}' holds more than {self.limits.max_sequence:,} values, "
                     "too many to keep in task data"
                 )
-            pending.extend(children)
+            pending.extend((child, depth + 1) for child in children)
 
 
 def _compile_source(source: str, mode: Mode) -> _Compiled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -441,6 +442,23 @@ def test_function_nested_in_data_is_an_error(sandbox: Sandbox) -> None:
 
     with pytest.raises(ScriptError, match="variable 'handlers' holds a 'function' value"):
         sandbox.execute("handlers = [lambda: 1]", context)
+
+    assert context == {}
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("x = [1e308 * 10]", "variable 'x' holds inf, which task data cannot store"),
+        ("x = []\nfor _ in range(200):\n    x = [x]\n", "variable 'x' is nested more than 100 levels deep"),
+        ("x = {(1, 2): 'pair'}", "variable 'x' has a dict key that is not a string or number"),
+    ],
+)
+def test_values_task_data_cannot_store_are_errors(sandbox: Sandbox, script: str, message: str) -> None:
+    context: dict[str, Any] = {}
+
+    with pytest.raises(ScriptError, match=re.escape(message)):
+        sandbox.execute(script, context)
 
     assert context == {}
 
