@@ -245,7 +245,10 @@ SPINNERS = {
 def test_budget_cannot_be_swallowed_or_escaped(quick: Sandbox, script: str) -> None:
     started = time.perf_counter()
 
-    with pytest.raises(ScriptTimeoutError, match=r"more than 0.2 s of CPU time"):
+    # On a busy machine the elapsed-time cap (twice the CPU budget) can be reached first.
+    with pytest.raises(
+        ScriptTimeoutError, match=r"used more than 0\.2 s of CPU time|ran for more than 0\.4 s"
+    ):
         quick.execute(script, {})
 
     assert time.perf_counter() - started < 2.0
