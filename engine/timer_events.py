@@ -388,7 +388,8 @@ def fire(workflow: Any, task_id: str, element_id: str) -> Firing:
     # Computed before anything changes: a due time out of range fails the step with the timer untouched.
     following = None if once else next_due(CYCLE, rec["value"], previous_due=due, fired_count=occurrence)
     rec["fired"] = occurrence
-    if not once:
+    if definition.kind == CYCLE:
+        # A cycle event never predicts its outgoing flow; each firing adds it (the last one too).
         rec["pending"] = True
         task.task_spec._update(task)
     rec["due"] = following.isoformat() if following else None

@@ -135,6 +135,9 @@ class TimerHook:
         self, session: Session, instance: ProcessInstance, waiting: list[WaitingTimer], *, now: datetime
     ) -> None:
         """Insert, re-arm and delete ``timer`` rows so that they match ``waiting`` exactly."""
+        if not waiting:
+            session.execute(sa.delete(Timer).where(Timer.instance_id == instance.id))
+            return
         rows = {
             row.task_id: row
             for row in session.scalars(

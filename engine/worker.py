@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +78,7 @@ class TimerWorker:
         lease_seconds: int | None = None,
         max_attempts: int | None = None,
         batch_size: int | None = None,
+        threads: int | None = None,
     ) -> None:
         settings = services.settings
         self.services = services
@@ -87,6 +89,10 @@ class TimerWorker:
         self.batch_size = batch_size or settings.timer_batch_size
         self.started_at = self.clock.now()
         self._postgres = services.db.dialect.name == "postgresql"
+        # Firing waits mostly on the database, so a few threads per worker fire different instances at
+        # once; SQLite has a single writer, where threads would only queue.
+        self.threads = max(1, threads or (4 if self._postgres else 1))
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- claiming --------------------------------------------------------------------------------
 
@@ -126,25 +132,34 @@ class TimerWorker:
 
     def fire_due(self, limit: int | None = None) -> int:
         """Claim one batch of due timers and fire each; returns how many fired."""
-        fired = 0
-        for claimed in self.claim(limit):
-            if self.fire(claimed) == FIRED:
-                fired += 1
-        return fired
+        return self._fire_all(self.claim(limit), stop=None)
 
     def drain(self, *, stop: threading.Event | None = None) -> int:
         """Fire batches until no due timer is left (or ``stop`` is set); returns how many fired."""
         total = 0
         while stop is None or not stop.is_set():
             claimed = self.claim()
-            for timer in claimed:
-                if stop is not None and stop.is_set():
-                    break
-                if self.fire(timer) == FIRED:
-                    total += 1
+            total += self._fire_all(claimed, stop=stop)
             if len(claimed) < self.batch_size:
                 break
         return total
+
+    def close(self) -> None:
+        """Release the firing threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _fire_all(self, claimed: list[ClaimedTimer], *, stop: threading.Event | None) -> int:
+        def one(timer: ClaimedTimer) -> bool:
+            # A stopping worker leaves the rest of its batch leased; the leases expire and others fire them.
+            return (stop is None or not stop.is_set()) and self.fire(timer) == FIRED
+
+        if self.threads == 1 or len(claimed) < 2:
+            return sum(one(timer) for timer in claimed)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="opsflow-timer")
+        return sum(self._pool.map(one, claimed))
 
     def fire(self, claimed: ClaimedTimer) -> str:
         """Fire one claimed timer in its own transaction; returns the outcome."""
@@ -182,17 +197,23 @@ class TimerWorker:
             session.delete(row)
             return STALE
         now = self.clock.now()
+        task_id, element_id, kind = row.task_id, row.element_id, row.kind
         firings: list[Firing] = []
 
         def step(on_step: Any) -> None:
-            firings.append(fire(workflow, row.task_id, row.element_id))
+            firings.append(fire(workflow, task_id, element_id))
             service.runtime.advance(workflow, on_step=on_step)
 
-        task_id, element_id, kind = row.task_id, row.element_id, row.kind
         service.advance_loaded(instance, workflow, actor=TIMER_ACTOR, step=step)
-        if not sa.inspect(row).deleted and row.lease_owner == self.worker_id:
-            row.lease_owner, row.lease_until = None, None  # the step failed: the instance has an incident
         if not firings:
+            # Firing itself failed inside the process (the instance now has an incident): free the row,
+            # which fires after a retry.
+            session.execute(
+                sa.update(Timer)
+                .where(Timer.id == claimed.id, Timer.lease_owner == self.worker_id)
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
             return FAILED
         firing = firings[0]
         lateness = (now - claimed.due_at).total_seconds()
@@ -378,6 +399,7 @@ class TimerScheduler:
         self._scheduler.shutdown(wait=True)
         if self._listener is not None:
             self._listener.join(timeout)
+        self.worker.close()
         try:
             self.worker.retire()
         except Exception:  # shutting down; the stale heartbeat ages out
@@ -501,6 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lease-seconds", type=int)
     parser.add_argument("--max-idle", type=float)
+    parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
@@ -510,7 +533,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = dataclasses.replace(settings, database_url=args.database_url)
     services = build_services(settings)
     worker = TimerWorker(
-        services, worker_id=args.worker_id, batch_size=args.batch_size, lease_seconds=args.lease_seconds
+        services,
+        worker_id=args.worker_id,
+        batch_size=args.batch_size,
+        lease_seconds=args.lease_seconds,
+        threads=args.threads,
     )
     try:
         run_worker(services, worker=worker, max_idle=args.max_idle)
