@@ -306,11 +306,15 @@ def test_sum_only_adds_numbers(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="memory growth is read from /proc")
-def test_many_allowed_allocations_adding_up_are_stopped(sandbox: Sandbox) -> None:
-    with pytest.raises(ScriptMemoryError, match=r"grew the process by \d+ MiB \(limit 256 MiB\)"):
-        sandbox.execute("rows = ['a' * 10**6 for _ in range(10**5)]\n", {})
+def test_many_allowed_allocations_adding_up_are_stopped() -> None:
+    # Values of 40 MB each are allowed one at a time. They are above the allocator's largest mmap
+    # threshold, so each one grows the process at once, whatever earlier tests left free on the heap.
+    sandbox = Sandbox(cpu_seconds=30, max_sequence=50_000_000, max_memory_bytes=64 * 2**20)
 
-    assert sandbox.evaluate("len('a' * 10**6)", {}) == 1_000_000
+    with pytest.raises(ScriptMemoryError, match=r"grew the process by \d+ MiB \(limit 64 MiB\)"):
+        sandbox.execute("rows = ['a' * 40_000_000 for _ in range(1000)]\n", {})
+
+    assert sandbox.evaluate("len('a' * 40_000_000)", {}) == 40_000_000
 
 
 def test_values_up_to_the_limit_are_allowed(sandbox: Sandbox) -> None:
