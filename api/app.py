@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 
-from api import approvals, docs, errors, health, instances, tasks
+from api import approvals, context, definitions, docs, errors, health, instances, tasks
 from api.schemas import ProblemOut
 from auth.flask import AuthExtension
 from auth.keys import KeyStore
@@ -77,12 +77,25 @@ def create_app(
         },
     )
     api.register_blueprint(health.blp.blueprint)
-    for resource in (tasks, approvals, instances):
-        api.register_blueprint(resource.blp.blueprint)
+    for blueprint in (
+        tasks.blp,
+        approvals.blp,
+        instances.blp,
+        definitions.blp,
+        definitions.deployments_blp,
+    ):
+        api.register_blueprint(blueprint.blueprint)
     app.register_blueprint(docs.bp)
     errors.register_error_handlers(app)
+    app.before_request(_limit_body)
     logging.getLogger("opsflow").setLevel(logging.INFO)
     return app
+
+
+def _limit_body() -> None:
+    """JSON bodies get the smaller limit; only the deployment endpoints accept uploads up to their own."""
+    if request.endpoint not in definitions.UPLOAD_ENDPOINTS:
+        request.max_content_length = context.settings().max_body_bytes
 
 
 SCOPES = (

@@ -14,12 +14,19 @@ from engine import db
 from engine.audit import AuditLog
 from engine.container import Services
 from engine.instances import Actor, InstanceService
+from engine.settings import Settings
 
 MAX_PURPOSE = 500
 
 
 def services() -> Services:
     found: Services = current_app.extensions["opsflow"]
+    return found
+
+
+def settings() -> Settings:
+    """The app's settings (those passed to ``create_app``, which may differ from the services' own)."""
+    found: Settings = current_app.extensions["opsflow_settings"]
     return found
 
 

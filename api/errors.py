@@ -102,8 +102,13 @@ def handle_http_error(error: HTTPException) -> Response:
     extra: dict[str, Any] = {}
     data = getattr(error, "data", None)
     if status == 422 and isinstance(data, dict):
-        # flask-smorest / webargs: {"json": {"field": ["msg"]}} -> {"$.field": ["msg"]}
-        extra["errors"] = _flatten(data.get("messages", {}))
+        # flask-smorest / webargs: {"json": {"field": ["msg"]}} -> {"$.field": ["msg"]}; the first level
+        # names where the value was (json, query, files...), never a field, even one called "files".
+        messages = data.get("messages", {})
+        errors: dict[str, list[str]] = {}
+        for fields in messages.values() if isinstance(messages, dict) else [messages]:
+            errors.update(_flatten(fields))
+        extra["errors"] = errors
         code = "validation-failed"
     response = problem(status, code, error.name or "Error", error.description, **extra)
     if status == 405 and error.get_response().headers.get("Allow"):
@@ -120,12 +125,7 @@ def _flatten(messages: Any, prefix: str = "$") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            location = (
-                prefix
-                if key in ("json", "query", "files", "form", "headers", "path") and prefix == "$"
-                else (f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}")
-            )
-            out.update(_flatten(value, location))
+            out.update(_flatten(value, f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         out[prefix] = list(messages)
     else:

@@ -6,6 +6,7 @@ from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
+from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from engine.instances import DECISIONS
@@ -14,6 +15,7 @@ TASK_SORTS = ("due_at", "-due_at", "priority", "-priority", "created_at", "-crea
 INSTANCE_SORTS = ("started_at", "-started_at")
 INSTANCE_STATUSES = ("running", "suspended", "completed", "cancelled", "failed")
 MAX_PAGE = 200
+MAX_DEPLOYMENT_FILES = 100
 DEFAULT_PAGE = 50
 
 
@@ -344,8 +346,9 @@ class VersionListOut(ma.Schema):
 
 class DeploymentIn(ma.Schema):
     files = fields.List(
-        fields.Raw(metadata={"type": "string", "format": "binary"}),
+        Upload(),
         required=True,
+        validate=validate.Length(min=1, max=MAX_DEPLOYMENT_FILES),
         metadata={"description": ".bpmn, .dmn, .schema.json and .uischema.json files"},
     )
 
