@@ -420,6 +420,9 @@ class TimerScheduler:
 
     def _run(self) -> None:
         with self._lock:
+            if self._running:  # never two batches at once; the one running reschedules when it ends
+                self._pending = _wall_now()
+                return
             self._running, self._pending, self._next_wake = True, None, None
         wake = _wall_now() + timedelta(seconds=1)
         try:
@@ -443,13 +446,16 @@ class TimerScheduler:
         if self._stop.is_set():
             return
         self._next_wake = wake
+        # Two instances: a run schedules its successor just before it returns, and APScheduler would
+        # drop (not delay) a successor due while the run still counts as running. ``_running`` keeps
+        # batches from overlapping otherwise.
         self._scheduler.add_job(
             self._run,
             "date",
             run_date=wake,
             id=self.FIRE_JOB,
             replace_existing=True,
-            max_instances=1,
+            max_instances=2,
             misfire_grace_time=None,
         )
 
@@ -526,8 +532,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger("opsflow").setLevel(logging.INFO)
     settings = Settings.from_env()
     if args.database_url:
         settings = dataclasses.replace(settings, database_url=args.database_url)
