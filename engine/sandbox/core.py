@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from itertools import repeat
 from types import CodeType, FunctionType, GeneratorType
 from typing import Any, Final, Literal
 
@@ -32,6 +33,7 @@ _ABORTS: Final[dict[type[Abort], type[ScriptError]]] = {
 }
 _DATA_LEAVES: Final = (str, int, float, bool, type(None), date, time, timedelta)
 _DATA_KEYS: Final = (str, int, float, bool, type(None))
+_PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})
 _DATA_CONTAINERS: Final = (list, tuple, set, frozenset)
 _KEEPABLE: Final = (*_DATA_LEAVES, dict, *_DATA_CONTAINERS)
 _MUTABLE: Final = (dict, list, set)
@@ -46,6 +48,7 @@ class _Compiled:
     code: CodeType | None
     problems: tuple[Violation, ...] = ()
     refused: bool = False
+    mutates: bool = True
 
     def raise_problem(self) -> None:
         if self.code is not None:
@@ -115,10 +118,12 @@ class Sandbox:
         that holds anything else, or more than ``max_sequence`` values, is a ScriptError. If the script
         fails, ``context`` keeps its top-level names (objects it mutated in place stay mutated).
         """
-        compiled = self._compile(script, "exec")
+        compiled = self._compile_cached(script, "exec")
+        compiled.raise_problem()
+        assert compiled.code is not None  # noqa: S101 - raise_problem returns only when there is code
         names = self._names(context, extra)
-        self._run(compiled, names, "exec")
-        self._write_back(names, context, extra or {})
+        self._run(compiled.code, names, "exec")
+        self._write_back(names, context, extra or {}, filled_in_place=compiled.mutates)
 
     def check(self, source: str, *, mode: Mode) -> list[str]:
         """Compile without running and list what is wrong, each message starting with its line number."""
@@ -194,7 +199,14 @@ class Sandbox:
         # Raised outside the handler, so the sandbox's internal exception does not ride along.
         raise failure
 
-    def _write_back(self, names: dict[str, Any], context: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    def _write_back(
+        self,
+        names: dict[str, Any],
+        context: dict[str, Any],
+        extra: Mapping[str, Any],
+        *,
+        filled_in_place: bool,
+    ) -> None:
         removed = [k for k in context if isinstance(k, str) and not k.startswith("_") and k not in names]
         updates: dict[str, Any] = {}
         for name, value in names.items():
@@ -207,8 +219,8 @@ class Sandbox:
                 if previous is not _MISSING and previous is not value:
                     removed.append(name)
                 continue
-            # Mutable containers are checked even when unchanged: the script may have filled them.
-            if previous is not value or isinstance(value, _MUTABLE):
+            # A script that can fill containers in place has its unchanged containers checked too.
+            if previous is not value or (filled_in_place and isinstance(value, _MUTABLE)):
                 self._check_data(name, value)
             if previous is not value:
                 updates[name] = value
@@ -222,14 +234,19 @@ class Sandbox:
         pending: list[tuple[object, int]] = [(value, 0)]
         while pending:
             item, depth = pending.pop()
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ScriptError(f"variable '{name}' holds {item}, which task data cannot store")
+            kind = type(item)
+            if kind in _PLAIN_LEAVES:
+                continue
+            if isinstance(item, float):
+                if not math.isfinite(item):
+                    raise ScriptError(f"variable '{name}' holds {item}, which task data cannot store")
+                continue
             if isinstance(item, _DATA_LEAVES):
                 continue
             if depth >= _MAX_DEPTH:
                 raise ScriptError(f"variable '{name}' is nested more than {_MAX_DEPTH} levels deep")
             if isinstance(item, dict):
-                if not all(isinstance(key, _DATA_KEYS) for key in item):
+                if not all(type(key) in _PLAIN_LEAVES or isinstance(key, _DATA_KEYS) for key in item):
                     raise ScriptError(f"variable '{name}' has a dict key that is not a string or number")
                 children: Collection[Any] = item.values()
             elif isinstance(item, _DATA_CONTAINERS):
@@ -245,7 +262,7 @@ class Sandbox:
                     f"variable '{name}' holds more than {self.limits.max_sequence:,} values, "
                     "too many to keep in task data"
                 )
-            pending.extend((child, depth + 1) for child in children)
+            pending.extend(zip(children, repeat(depth + 1)))
 
 
 def _compile_source(source: str, mode: Mode) -> _Compiled:
@@ -273,7 +290,7 @@ def _compile_source(source: str, mode: Mode) -> _Compiled:
         return _Compiled(None, (Violation(line, f"{type(error).__name__}: {error.msg}"),))
     except (RecursionError, MemoryError, ValueError) as error:
         return _Compiled(None, (Violation(None, f"the script cannot be compiled: {type(error).__name__}"),))
-    return _Compiled(code)
+    return _Compiled(code, mutates=policy.mutates)
 
 
 def _script_line(error: BaseException) -> int | None:

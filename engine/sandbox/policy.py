@@ -32,6 +32,10 @@ _OPERATOR_GUARDS: Final[dict[type[ast.operator], str]] = {
 }
 _UNCATCHABLE: Final = frozenset({"BaseException", "GeneratorExit", "KeyboardInterrupt", "SystemExit"})
 _FORMAT_METHODS: Final = frozenset({"format", "format_map"})
+# Methods that put new values into an existing list, dict or set.
+_FILLING_METHODS: Final = frozenset(
+    {"add", "append", "extend", "insert", "setdefault", "symmetric_difference_update", "update"}
+)
 
 _T_visit_return = ast.AST | Iterable[ast.AST] | None
 
@@ -53,11 +57,16 @@ def _tick(like: ast.AST) -> ast.Call:
 
 
 class ScriptPolicy(RestrictingNodeTransformer):
-    """A RestrictedPython policy for process scripts; ``violations`` lists what it refused."""
+    """A RestrictedPython policy for process scripts.
+
+    ``violations`` lists what it refused; ``mutates`` says whether the script can put new values into
+    containers it did not create (item or attribute writes, augmented assignment, filling methods).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.violations: list[Violation] = []
+        self.mutates = False
 
     def error(self, node: ast.AST, info: str) -> None:
         self.violations.append(Violation(getattr(node, "lineno", None), info.rstrip(".")))
@@ -107,7 +116,14 @@ class ScriptPolicy(RestrictingNodeTransformer):
     def visit_Attribute(self, node: ast.Attribute) -> _T_visit_return:
         if node.attr in _FORMAT_METHODS:
             self.error(node, f"str.{node.attr}() is not allowed; use an f-string")
+        if not isinstance(node.ctx, ast.Load) or node.attr in _FILLING_METHODS:
+            self.mutates = True
         return super().visit_Attribute(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> _T_visit_return:
+        if not isinstance(node.ctx, ast.Load):
+            self.mutates = True
+        return super().visit_Subscript(node)
 
     # Loops, functions and comprehensions check the CPU budget on every pass.
 
@@ -165,6 +181,7 @@ class ScriptPolicy(RestrictingNodeTransformer):
         return _call(guard, [visited.left, visited.right], visited)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> _T_visit_return:
+        self.mutates = True
         if not isinstance(node.target, ast.Subscript):
             return super().visit_AugAssign(node)
         # data["n"] += 1 becomes _augitem_(data, "n", "+=", 1): read, combine and write back, all guarded.

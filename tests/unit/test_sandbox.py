@@ -475,11 +475,21 @@ def test_shared_nesting_too_big_to_keep_is_refused(sandbox: Sandbox) -> None:
         sandbox.execute("a = [0] * 500\nb = [a] * 1000\nc = [b, b, b]\n", {})
 
 
-def test_function_put_into_existing_data_is_an_error(sandbox: Sandbox) -> None:
-    context: dict[str, Any] = {"items": [1]}
+@pytest.mark.parametrize(
+    "script",
+    [
+        "items.append(lambda: 1)",
+        "items[0] = lambda: 1",
+        "items += [lambda: 1]",
+        "config['nested'].update({'f': lambda: 1})",
+        "add = items.extend\nadd([lambda: 1])\n",
+    ],
+)
+def test_function_put_into_existing_data_is_an_error(sandbox: Sandbox, script: str) -> None:
+    context: dict[str, Any] = {"items": [1], "config": {"nested": {}}}
 
-    with pytest.raises(ScriptError, match="variable 'items' holds a 'function' value"):
-        sandbox.execute("items.append(lambda: 1)", context)
+    with pytest.raises(ScriptError, match=r"variable '(items|config)' holds a 'function' value"):
+        sandbox.execute(script, context)
 
 
 def test_data_name_rebound_to_a_function_leaves_the_task_data(sandbox: Sandbox) -> None:
