@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 
-from api import approvals, context, definitions, docs, errors, health, instances, tasks
+from api import approvals, context, definitions, docs, errors, health, incidents, instances, messages, tasks
 from api.schemas import ProblemOut
 from auth.flask import AuthExtension
 from auth.keys import KeyStore
@@ -83,6 +83,8 @@ def create_app(
         instances.blp,
         definitions.blp,
         definitions.deployments_blp,
+        messages.blp,
+        incidents.blp,
     ):
         api.register_blueprint(blueprint.blueprint)
     app.register_blueprint(docs.bp)

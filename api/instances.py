@@ -93,22 +93,22 @@ def _replay(session: Session, key: str, principal: Principal, request_hash: str)
     return instance_service(session).get(record.instance_id)
 
 
-def _check_may_start(principal: Principal, body: dict[str, Any]) -> str:
-    """The canonical classification, once the caller may open a case in that unit at that marking."""
+def check_may_open(principal: Principal, *, unit: str, classification: str) -> str:
+    """The canonical classification, once the caller may open a case in ``unit`` at that marking."""
     try:
-        classification = normalise_classification(body["classification"])
+        marking = normalise_classification(classification)
     except ValueError:
         raise ValidationError(
-            f"classification {body['classification']!r} is not known",
+            f"classification {classification!r} is not known",
             errors={"$.classification": ["must be OFFICIAL, OFFICIAL-SENSITIVE, SECRET or TOP SECRET"]},
         ) from None
     units = visible_units(principal, cross_unit_roles=cross_unit_roles())
-    if units is not None and body["unit"] not in units:
+    if units is not None and unit not in units:
         raise AuthorizationError(
             "unit-mismatch", f"you may open cases only in {', '.join(sorted(units)) or 'no unit'}"
         )
-    check_can_mark(principal, classification)
-    return classification
+    check_can_mark(principal, marking)
+    return marking
 
 
 @blp.route("")
@@ -140,7 +140,7 @@ class Instances(MethodView):
         body is a 409.
         """
         principal = current_principal()
-        classification = _check_may_start(principal, body)
+        classification = check_may_open(principal, unit=body["unit"], classification=body["classification"])
         key = _idempotency_key()
         request_hash = _request_hash(body)
         try:

@@ -370,12 +370,34 @@ class DeploymentOut(ma.Schema):
 # -- messages and incidents ----------------------------------------------------------------------
 
 
+def _scalar(value: Any) -> None:
+    if value is None or isinstance(value, dict | list | bool):
+        raise ma.ValidationError("must be a string or a number")
+
+
 class MessageIn(ma.Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    correlation = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    correlation = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=100)),
+        values=fields.Raw(validate=_scalar),
+        load_default=dict,
+        metadata={
+            "description": 'The correlation keys, e.g. {"business_key": "OP-1"}; {} reaches instances '
+            "waiting without a key"
+        },
+    )
     variables = fields.Dict(keys=fields.String(), load_default=dict)
     all = fields.Boolean(
-        load_default=False, metadata={"description": "Deliver to every waiting instance, not exactly one"}
+        load_default=False,
+        metadata={"description": "Deliver to every instance that matches instead of refusing several"},
+    )
+    unit = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "For a message that starts a process: the unit of the new case"},
+    )
+    classification = fields.String(
+        validate=validate.Length(min=1, max=40),
+        metadata={"description": "For a message that starts a process: the marking of the new case"},
     )
 
 
