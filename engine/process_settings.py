@@ -7,6 +7,7 @@ constants inside a BPMN file. Legal limits are never settings.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +49,8 @@ class ProcessSettings:
         """The value of ``name``; an unknown name is a script error naming the settings file."""
         if name not in self._values:
             raise ScriptError(f"setting {name!r} is not defined in {self.origin}")
-        return self._values[name]
+        # A copy: a script must not be able to change the value every other case reads.
+        return copy.deepcopy(self._values[name])
 
     def names(self) -> list[str]:
         return sorted(self._values)
