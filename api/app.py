@@ -8,7 +8,19 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 
-from api import approvals, context, definitions, docs, errors, health, incidents, instances, messages, tasks
+from api import (
+    approvals,
+    context,
+    definitions,
+    docs,
+    errors,
+    health,
+    incidents,
+    instances,
+    messages,
+    metrics,
+    tasks,
+)
 from api.schemas import ProblemOut
 from auth.flask import AuthExtension
 from auth.keys import KeyStore
@@ -85,11 +97,13 @@ def create_app(
         definitions.deployments_blp,
         messages.blp,
         incidents.blp,
+        metrics.blp,
     ):
         api.register_blueprint(blueprint.blueprint)
     app.register_blueprint(docs.bp)
     errors.register_error_handlers(app)
     app.before_request(_limit_body)
+    metrics.init_metrics(app, services)
     logging.getLogger("opsflow").setLevel(logging.INFO)
     return app
 

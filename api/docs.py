@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
+import functools
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from api.blueprint import PROBLEM_CONTENT_TYPE
 
 API_EXTENSION = "opsflow_api"
 SPEC_CACHE = "opsflow_openapi"
 
-bp = Blueprint("docs", __name__, url_prefix="/api/v1", static_folder="static", static_url_path="/docs/assets")
+STATIC = Path(__file__).resolve().parent / "static"
+bp = Blueprint("docs", __name__, url_prefix="/api/v1", static_folder=STATIC, static_url_path="/docs/assets")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
@@ -43,8 +46,13 @@ def openapi_json() -> Response:
     return jsonify(openapi_document(current_app))
 
 
+@functools.cache
+def _docs_html() -> str:
+    return (STATIC / "docs.html").read_text(encoding="utf-8")
+
+
 @bp.get("/docs")
 def docs_page() -> Response:
-    response = send_from_directory(bp.static_folder or "static", "docs.html", mimetype="text/html")
+    response = Response(_docs_html(), mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
