@@ -173,3 +173,12 @@ def test_an_out_of_range_due_time_is_an_error_not_a_crash() -> None:
     assert timer.due_at is None
     assert timer.error is not None
     assert "out of range" in timer.error
+
+
+def test_event_subprocess_starts_when_its_timer_fires() -> None:
+    case = Case("timer_event_subprocess")
+    [timer] = waiting_timers(case.workflow, now=NOW)
+    assert (timer.element_id, timer.due_at) == ("remind_start", NOW + timedelta(hours=1))
+    case.fire_first()
+    assert case.steps[-4:] == ["remind_start", "note", "remind_end", "reminder"]
+    assert case.ready() == ["work"]  # non-interrupting: the main flow carries on
