@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -35,16 +35,13 @@ from sqlalchemy.orm import Session
 
 from engine.bpmn import user_task_properties
 from engine.errors import CorrelationError, LimitExceededError, ValidationError
+from engine.instances import FAILED, RUNNING, SUSPENDED, Actor, EngineContext, InstanceService
 from engine.models import MessageSubscription, ProcessDefinition, ProcessInstance
 from engine.runtime import Workflow
 from engine.timers import raise_incident
 
-if TYPE_CHECKING:
-    from engine.instances import Actor, EngineContext, InstanceService
-
 log = logging.getLogger("opsflow.messages")
 
-RUNNING, SUSPENDED, FAILED = "running", "suspended", "failed"
 _LIVE = (RUNNING, SUSPENDED, FAILED)
 BUSINESS_KEY = "business_key"
 MAX_VALUE_LENGTH = 500
@@ -282,8 +279,6 @@ def correlate(
     for any start). No match raises CorrelationError with ``matches=0``; more than one without
     ``all=True`` raises it with the number of matches and delivers nothing.
     """
-    from engine.instances import InstanceService
-
     if not name or not name.strip():
         raise ValidationError("a message needs a name", errors={"$.name": ["must not be empty"]})
     payload = {**dict(keys), **dict(variables or {})}

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from engine.audit import AuditLog
 from engine.clock import Clock
+from engine.instances import FAILED, RUNNING, SUSPENDED, InstanceService
 from engine.models import Incident, MessageSubscription, ProcessInstance, Timer
 from engine.runtime import Workflow
 from engine.timer_events import (
@@ -32,13 +33,9 @@ from engine.timer_events import (
     waiting_timers,
 )
 
-if TYPE_CHECKING:
-    from engine.instances import InstanceService
-
 log = logging.getLogger("opsflow.timers")
 
 NOTIFY_CHANNEL = "opsflow_timers"
-RUNNING, SUSPENDED, FAILED = "running", "suspended", "failed"
 _LIVE = (RUNNING, SUSPENDED, FAILED)
 SYSTEM_SUBJECT = "system:timers"
 _WAKEUPS = "opsflow_timer_wakeups"

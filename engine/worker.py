@@ -41,11 +41,11 @@ from sqlalchemy.orm import Session
 
 from engine.container import Services, build_services
 from engine.db import transaction
-from engine.instances import Actor, InstanceService
+from engine.instances import RUNNING, Actor, InstanceService
 from engine.models import ProcessInstance, Timer, WorkerHeartbeat
 from engine.settings import Settings
 from engine.timer_events import Firing, fire, is_waiting
-from engine.timers import NOTIFY_CHANNEL, RUNNING, SYSTEM_SUBJECT, TimerHook, find_hook, raise_incident
+from engine.timers import NOTIFY_CHANNEL, SYSTEM_SUBJECT, TimerHook, find_hook, raise_incident
 
 log = logging.getLogger("opsflow.worker")
 

@@ -182,3 +182,14 @@ def test_event_subprocess_starts_when_its_timer_fires() -> None:
     case.fire_first()
     assert case.steps[-4:] == ["remind_start", "note", "remind_end", "reminder"]
     assert case.ready() == ["work"]  # non-interrupting: the main flow carries on
+
+
+def test_the_serializer_knows_our_timer_definitions() -> None:
+    runtime = WorkflowRuntime()
+    spec = bundle("timer_boundary").spec
+    restored = runtime._registry.restore(runtime._registry.convert(spec))
+    for element in ("lapse", "remind"):
+        original = spec.task_specs[element].event_definition
+        copy = restored.task_specs[element].event_definition
+        assert type(copy) is type(original)
+        assert (copy.expression, copy.element_id) == (original.expression, original.element_id)
