@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 from flask_smorest import Api
 
 from api import (
     approvals,
-    context,
     definitions,
     docs,
     errors,
     health,
     incidents,
     instances,
+    limits,
     messages,
     metrics,
     tasks,
@@ -102,16 +102,10 @@ def create_app(
         api.register_blueprint(blueprint.blueprint)
     app.register_blueprint(docs.bp)
     errors.register_error_handlers(app)
-    app.before_request(_limit_body)
+    limits.init_app(app)
     metrics.init_metrics(app, services)
     logging.getLogger("opsflow").setLevel(logging.INFO)
     return app
-
-
-def _limit_body() -> None:
-    """JSON bodies get the smaller limit; only the deployment endpoints accept uploads up to their own."""
-    if request.endpoint not in definitions.UPLOAD_ENDPOINTS:
-        request.max_content_length = context.settings().max_body_bytes
 
 
 SCOPES = (

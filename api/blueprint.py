@@ -46,7 +46,11 @@ class ApiBlueprint:
         return cast(Callable[[C], C], self.blueprint.route(rule, **options))
 
     def arguments(self, schema: Any, **options: Any) -> Callable[[F], F]:
-        return cast(Callable[[F], F], self.blueprint.arguments(schema, **options))
+        """Parse and validate a request part; a JSON body also documents the 400 for one that is not JSON."""
+        parse = cast(Callable[[F], F], self.blueprint.arguments(schema, **options))
+        if options.get("location", "json") != "json":
+            return parse
+        return lambda view: self.problems(400)(parse(view))
 
     def response(self, status: int, schema: Any = None, **options: Any) -> Callable[[F], F]:
         return cast(Callable[[F], F], self.blueprint.response(status, schema, **options))

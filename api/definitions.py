@@ -12,6 +12,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.blueprint import ApiBlueprint
 from api.context import audit_log, services, settings, transaction
+from api.paging import INT32
 from api.schemas import (
     DefinitionListOut,
     DefinitionOut,
@@ -39,7 +40,6 @@ deployments_blp = ApiBlueprint(
 )
 
 ACCEPTED_SUFFIXES = (".bpmn", ".dmn", ".schema.json", ".uischema.json")
-UPLOAD_ENDPOINTS = frozenset({"deployments.Deployments", "deployments.ValidateDeployment"})
 
 
 def definition_fields(definition: ProcessDefinition) -> dict[str, Any]:
@@ -131,6 +131,8 @@ class Source(MethodView):
     )
     def get(self, key: str, version: int) -> Response:
         """The BPMN source of one version"""
+        if not 1 <= version <= INT32:
+            raise NotFoundError(f"version {version} of process {key!r} is not deployed")
         with services().sessions() as session:
             definition = get_definition(session, key, version)
         return Response(definition.bpmn_source, mimetype="application/xml")

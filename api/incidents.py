@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from api.blueprint import ApiBlueprint
 from api.context import cross_unit_roles, services
-from api.paging import Sort, encode_cursor, split_page
+from api.paging import INT64, Sort, encode_cursor, split_page
 from api.schemas import IncidentPageOut, IncidentQueryIn
 from auth.flask import current_principal
 from auth.policy import visible_classifications, visible_units
@@ -19,7 +19,7 @@ blp = ApiBlueprint(
     "incidents", __name__, url_prefix="/api/v1/incidents", description="Failures waiting for attention"
 )
 
-INCIDENT_SORT = Sort("id", Incident.id, Incident.id, kind=int, id_kind=int)
+INCIDENT_SORT = Sort("id", Incident.id, Incident.id, kind=int, id_kind=int, int_bound=INT64)
 
 
 @blp.route("")

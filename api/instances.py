@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.blueprint import ApiBlueprint
 from api.context import actor, audit_log, cross_unit_roles, instance_service, purpose, services, transaction
-from api.paging import Sort, decode_cursor, encode_cursor, split_page
+from api.paging import INT64, Sort, decode_cursor, encode_cursor, split_page
 from api.schemas import (
     CancelIn,
     HistoryPageOut,
@@ -48,7 +48,7 @@ INSTANCE_SORTS = {
     "started_at": Sort("started_at", ProcessInstance.started_at, ProcessInstance.id),
     "-started_at": Sort("-started_at", ProcessInstance.started_at, ProcessInstance.id, descending=True),
 }
-HISTORY_SORT = Sort("id", AuditEvent.id, AuditEvent.id, kind=int, id_kind=int)
+HISTORY_SORT = Sort("id", AuditEvent.id, AuditEvent.id, kind=int, id_kind=int, int_bound=INT64)
 
 
 def visible_instance(session: Session, instance_id: str, principal: Principal) -> ProcessInstance:

@@ -18,6 +18,9 @@ import sqlalchemy as sa
 
 from engine.errors import ValidationError
 
+INT32 = 2**31 - 1
+INT64 = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Sort:
@@ -32,6 +35,7 @@ class Sort:
     kind: type = datetime
     id_kind: type = str
     descending: bool = False
+    int_bound: int = INT32
 
     def order_by(self) -> list[Any]:
         ordered = self.column.desc() if self.descending else self.column.asc()
@@ -83,10 +87,13 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, Any]:
                 raise ValueError("naive time")
     except (ValueError, KeyError, TypeError):
         raise _bad_cursor("not a valid cursor") from None
-    if value is not None and (not isinstance(value, sort.kind) or isinstance(value, bool)):
-        raise _bad_cursor("not a valid cursor")
-    if not isinstance(row_id, sort.id_kind) or isinstance(row_id, bool):
-        raise _bad_cursor("not a valid cursor")
+    for item, kind, nullable in ((value, sort.kind, True), (row_id, sort.id_kind, False)):
+        if item is None and nullable:
+            continue
+        if not isinstance(item, kind) or isinstance(item, bool):
+            raise _bad_cursor("not a valid cursor")
+        if isinstance(item, int) and abs(item) > sort.int_bound:
+            raise _bad_cursor("not a valid cursor")
     return value, row_id
 
 

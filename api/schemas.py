@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
+from api.paging import INT32
 from engine.instances import DECISIONS
 
 TASK_SORTS = ("due_at", "-due_at", "priority", "-priority", "created_at", "-created_at")
@@ -201,7 +202,7 @@ class DecisionOut(ma.Schema):
 
 class StartInstanceIn(ma.Schema):
     process_key = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    version = fields.Integer(validate=validate.Range(min=1))
+    version = fields.Integer(validate=validate.Range(min=1, max=INT32))
     business_key = fields.String(validate=validate.Length(min=1, max=200))
     unit = fields.String(required=True, validate=validate.Length(min=1, max=100))
     classification = fields.String(required=True, validate=validate.Length(min=1, max=40))

@@ -16,6 +16,7 @@ from api_support import (
     assert_problem,
 )
 
+from api.paging import encode_cursor
 from engine.container import Services
 from engine.db import transaction
 from engine.models import HumanTask, ProcessDefinition, ProcessInstance
@@ -235,6 +236,8 @@ def test_a_bad_cursor_or_page_size_is_a_validation_problem(api: Api, seeded: lis
     )
     [message] = assert_problem(other_sort, 422, "validation-failed")["errors"]["$.cursor"]
     assert message.startswith("issued for the sort 'priority'")
+    huge = encode_cursor("priority", 2**80, str(uuid.uuid4()))
+    assert_problem(api.get("/api/v1/tasks", VIEWER, query_string={"sort": "priority", "cursor": huge}), 422)
     assert_problem(api.get("/api/v1/tasks", VIEWER, query_string={"limit": 201}), 422, "validation-failed")
     assert_problem(api.get("/api/v1/tasks", VIEWER, query_string={"sort": "name"}), 422, "validation-failed")
     bad_date = api.get("/api/v1/tasks", VIEWER, query_string={"due_before": "tomorrow"})
