@@ -32,6 +32,13 @@ from engine.settings import Settings
 
 API_TITLE = "opsflow"
 API_VERSION = "v1"
+API_DESCRIPTION = (
+    "BPMN workflows for specialist policing. Every call needs an OAuth 2 bearer token; what it may do "
+    "follows from its scopes and from the caller's roles, units, rank and clearance. Every error is an "
+    "RFC 9457 `application/problem+json` with a stable `code`; validation errors carry `errors` keyed by "
+    "JSON path. Lists page with an opaque `cursor` (`next_cursor` in each page). Reading case data is "
+    "recorded in the audit trail; say why in the `X-Purpose` header."
+)
 
 
 def create_app(
@@ -52,6 +59,7 @@ def create_app(
         API_TITLE=API_TITLE,
         API_VERSION=API_VERSION,
         OPENAPI_VERSION="3.1.0",
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
         MAX_CONTENT_LENGTH=max(settings.max_upload_bytes, settings.max_body_bytes),
         JSON_SORT_KEYS=False,
         **overrides,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from flask import request, url_for
+from flask import url_for
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
@@ -20,10 +19,12 @@ from api.schemas import (
     CancelIn,
     HistoryPageOut,
     HistoryQueryIn,
+    IdempotencyHeaderIn,
     InstanceDetailOut,
     InstanceOut,
     InstancePageOut,
     InstanceQueryIn,
+    PurposeHeaderIn,
     PurposeQueryIn,
     StartInstanceIn,
     SuspendIn,
@@ -42,8 +43,6 @@ blp = ApiBlueprint(
     "instances", __name__, url_prefix="/api/v1/process-instances", description="Process instances (cases)"
 )
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 INSTANCE_SORTS = {
     "started_at": Sort("started_at", ProcessInstance.started_at, ProcessInstance.id),
     "-started_at": Sort("-started_at", ProcessInstance.started_at, ProcessInstance.id, descending=True),
@@ -63,18 +62,6 @@ def visible_instance(session: Session, instance_id: str, principal: Principal) -
         cross_unit_roles=cross_unit_roles(),
     )
     return instance
-
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationError(
-            "the Idempotency-Key header must be 1-200 printable characters without spaces",
-            errors={f"$.headers.{IDEMPOTENCY_HEADER}": ["1-200 printable ASCII characters, no spaces"]},
-        )
-    return key
 
 
 def _request_hash(body: dict[str, Any]) -> str:
@@ -115,23 +102,15 @@ def check_may_open(principal: Principal, *, unit: str, classification: str) -> s
 class Instances(MethodView):
     @blp.require_scope("instances:write")
     @blp.problems(404, 409, 422)
-    @blp.doc(
-        parameters=[
-            {
-                "in": "header",
-                "name": IDEMPOTENCY_HEADER,
-                "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"},
-                "description": "Repeating a request with the same key returns the instance it started (200)",
-            }
-        ]
-    )
     @blp.arguments(StartInstanceIn)
+    @blp.arguments(IdempotencyHeaderIn, location="headers")
     @blp.alt_response(
         200, schema=InstanceOut, success=True, description="A repeat of an earlier request: its instance"
     )
     @blp.response(201, InstanceOut)
-    def post(self, body: dict[str, Any]) -> tuple[ProcessInstance, int, dict[str, str]]:
+    def post(
+        self, body: dict[str, Any], headers: dict[str, Any]
+    ) -> tuple[ProcessInstance, int, dict[str, str]]:
         """Start an instance in a unit at a security classification.
 
         The caller must belong to the unit (unless they hold a cross-unit role) and be cleared for
@@ -141,7 +120,7 @@ class Instances(MethodView):
         """
         principal = current_principal()
         classification = check_may_open(principal, unit=body["unit"], classification=body["classification"])
-        key = _idempotency_key()
+        key: str | None = headers.get("key")
         request_hash = _request_hash(body)
         try:
             instance, status = self._start(principal, body, classification, key, request_hash)
@@ -250,8 +229,9 @@ class Variables(MethodView):
     @blp.require_scope("instances:read")
     @blp.problems(404, 422)
     @blp.arguments(PurposeQueryIn, location="query")
+    @blp.arguments(PurposeHeaderIn, location="headers")
     @blp.response(200, VariablesOut)
-    def get(self, _args: dict[str, Any], instance_id: uuid.UUID) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], _headers: dict[str, Any], instance_id: uuid.UUID) -> dict[str, Any]:
         """The case data; reading it is recorded as a consultation (give a purpose in `X-Purpose`)"""
         principal = current_principal()
         with transaction() as session:
@@ -275,8 +255,9 @@ class History(MethodView):
     @blp.require_scope("audit:read")
     @blp.problems(404, 422)
     @blp.arguments(HistoryQueryIn, location="query")
+    @blp.arguments(PurposeHeaderIn, location="headers")
     @blp.response(200, HistoryPageOut)
-    def get(self, args: dict[str, Any], instance_id: uuid.UUID) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], _headers: dict[str, Any], instance_id: uuid.UUID) -> dict[str, Any]:
         """The case's audit trail, oldest first.
 
         This needs the audit:read scope, not instances:read: the trail records who consulted and

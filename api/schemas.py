@@ -97,6 +97,34 @@ class TaskQueryIn(TaskFilterIn):
     cursor = _cursor()
 
 
+class PurposeHeaderIn(ma.Schema):
+    """Reading personal data is a consultation; the caller may say why, for the audit trail."""
+
+    class Meta:
+        unknown = ma.EXCLUDE  # every other request header
+
+    purpose = fields.String(
+        data_key="X-Purpose",
+        validate=validate.Length(max=500),
+        metadata={"description": "Why the data is read; recorded with the consultation in the audit trail"},
+    )
+
+
+class IdempotencyHeaderIn(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE  # every other request header
+
+    key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Regexp(
+            r"^[\x21-\x7e]{1,200}$", error="1-200 printable ASCII characters, no spaces"
+        ),
+        metadata={
+            "description": "Repeating a request with the same key returns the instance it started (200)"
+        },
+    )
+
+
 class PurposeQueryIn(ma.Schema):
     purpose = fields.String(
         validate=validate.Length(min=1, max=500),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from api.schemas import (
     AssignIn,
     CompleteTaskIn,
     CountOut,
+    PurposeHeaderIn,
     PurposeQueryIn,
     TaskDetailOut,
     TaskFilterIn,
@@ -68,14 +70,19 @@ def approval_check(principal: Principal, task: HumanTask) -> ApprovalCheck:
     )
 
 
-def check_supervisor(principal: Principal, task: HumanTask) -> None:
-    """Assigning or releasing someone else's task needs the supervisor role in the task's unit, or admin."""
+def supervised_task(session: Session, task_id: str, principal: Principal) -> HumanTask:
+    """The task, if the caller may give it to someone or take it from someone: a supervisor of its unit,
+    or the admin scope, cleared for its classification (a task above clearance is a 404)."""
+    task = session.get(HumanTask, task_id)
+    if task is None or not principal.cleared_for(task.classification):
+        raise NotFoundError(f"task {task_id} does not exist")
     if principal.has_scope("admin"):
-        return
+        return task
     if not principal.has_role(SUPERVISOR):
         raise AuthorizationError("role-missing", "only a supervisor of the task's unit may do this")
     if task.unit not in principal.units:
         raise AuthorizationError("unit-mismatch", f"you do not supervise unit {task.unit!r}")
+    return task
 
 
 @blp.route("")
@@ -121,8 +128,9 @@ class Task(MethodView):
     @blp.require_scope("tasks:read")
     @blp.problems(404, 422)
     @blp.arguments(PurposeQueryIn, location="query")
+    @blp.arguments(PurposeHeaderIn, location="headers")
     @blp.response(200, TaskDetailOut)
-    def get(self, _args: dict[str, Any], task_id: uuid.UUID) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], _headers: dict[str, Any], task_id: uuid.UUID) -> dict[str, Any]:
         """A task with its form and current data; reading the data is recorded as a consultation"""
         principal = current_principal()
         with transaction() as session:
@@ -175,9 +183,14 @@ class UnclaimTask(MethodView):
         principal = current_principal()
         force = bool(body.get("force"))
         with transaction() as session:
-            task = visible_task(session, str(task_id), principal)
-            if force and task.assignee not in (None, principal.subject):
-                check_supervisor(principal, task)
+            held = session.scalar(sa.select(HumanTask.assignee).where(HumanTask.id == str(task_id)))
+            # Only a supervisor's release may take the task from someone else, even if it changes hands
+            # between this read and the engine's row lock.
+            force = force and held not in (None, principal.subject)
+            if force:
+                task = supervised_task(session, str(task_id), principal)
+            else:
+                task = visible_task(session, str(task_id), principal)
             return instance_service(session).unclaim(task.id, actor=actor(principal), force=force)
 
 
@@ -191,12 +204,7 @@ class AssignTask(MethodView):
         """Give a task to someone: supervisors of the task's unit, or the admin scope"""
         principal = current_principal()
         with transaction() as session:
-            task = session.get(HumanTask, str(task_id))
-            if task is None:
-                raise NotFoundError(f"task {task_id} does not exist")
-            if not principal.cleared_for(task.classification):
-                raise NotFoundError(f"task {task_id} does not exist")
-            check_supervisor(principal, task)
+            task = supervised_task(session, str(task_id), principal)
             return instance_service(session).assign(task.id, body["assignee"], actor=actor(principal))
 
 

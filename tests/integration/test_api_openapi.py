@@ -89,3 +89,37 @@ def test_metrics_count_cases_and_tasks_from_the_database(api: Api, services: Ser
         'opsflow_http_request_duration_seconds_count{endpoint="/api/v1/tasks",method="GET",status="200"} 1.0'
     )
     assert timed in text
+
+
+def _example_path(path: str) -> str:
+    """The documented path with each parameter filled in with a well-formed value."""
+    for name, value in (
+        ("{task_id}", "6a9c3f8e-1111-4111-8111-111111111111"),
+        ("{instance_id}", "6a9c3f8e-2222-4222-8222-222222222222"),
+        ("{key}", "review_loop"),
+        ("{version}", "1"),
+    ):
+        path = path.replace(name, value)
+    assert "{" not in path, path
+    return path
+
+
+def test_every_protected_operation_refuses_no_token_and_a_token_without_its_scope(api: Api) -> None:
+    spec = api.client.get("/api/v1/openapi.json").get_json()
+    nobody = Person("dc.noscope", roles=("applicant",), scopes=())
+    checked = 0
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method not in {"get", "post"} or "security" not in op:
+                continue
+            url = _example_path(path)
+            call = api.client.get if method == "get" else api.client.post
+            missing = call(url)
+            assert_problem(missing, 401, "token-missing")
+            assert missing.headers["WWW-Authenticate"] == 'Bearer realm="opsflow"'
+            [requirement] = op["security"]
+            if requirement["oauth2"]:
+                refused = assert_problem(call(url, headers=api.headers(nobody)), 403, "scope-missing")
+                assert all(scope in refused["detail"] for scope in requirement["oauth2"])
+            checked += 1
+    assert checked >= 25
