@@ -21,10 +21,12 @@ from api_support import (
     start_case,
 )
 
+from engine.clock import FrozenClock
 from engine.container import Services
 from engine.db import transaction
 from engine.instances import InstanceService
-from engine.models import AuditEvent, HumanTask, ProcessInstance, Timer
+from engine.models import AuditEvent, HumanTask, ProcessInstance
+from engine.worker import TimerWorker
 
 TEAM_MEMBER = AUTHORISER.but(subject="supt.team", name="Supt Team")
 APPLICANT_AS_AUTHORISER = APPLICANT.but(roles=("authorising_officer",), rank="chief_superintendent")
@@ -74,7 +76,8 @@ def test_the_approval_is_offered_only_to_those_who_may_decide_it(
     assert offered["required_rank"] == "superintendent"
     assert offered["priority"] == 90
     assert offered["will_be_flagged"] is False
-    assert offered["expires_at"] is None
+    # The process's 72-hour boundary timer closes the approval window.
+    assert offered["expires_at"] == (services.clock.now() + timedelta(hours=72)).isoformat()
     assert approvals(api, INSPECTOR) == []  # rank too low
     assert approvals(api, APPLICANT_AS_AUTHORISER) == []  # the applicant
     [for_team] = approvals(api, TEAM_MEMBER)  # the process allows the team, flagged
@@ -82,24 +85,14 @@ def test_the_approval_is_offered_only_to_those_who_may_decide_it(
     assert for_team["flag_reasons"] == ["the decision maker is a member of the investigation team"]
     assert approvals(api, AUTHORISER.but(units=("MIT-South",))) == []
     assert approvals(api, AUTHORISER.but(clearance="OFFICIAL")) == []
-
-    expiry = services.clock.now() + timedelta(hours=72)
-    with transaction(services.sessions) as session:
-        session.add(
-            Timer(
-                instance_id=case["instance_id"],
-                task_id=str(uuid.uuid4()),
-                element_id="lapse",
-                kind="duration",
-                expression="PT72H",
-                due_at=expiry,
-                interrupting=True,
-                attached_to_task_id=case["task_id"],
-                created_at=services.clock.now(),
-            )
-        )
-    [offered] = approvals(api, AUTHORISER)
-    assert offered["expires_at"] == expiry.isoformat()
+    detail = api.get(f"/api/v1/process-instances/{case['instance_id']}", APPLICANT).get_json()
+    [timer] = detail["timers"]
+    assert (timer["element_id"], timer["interrupting"], timer["attached_to_task_id"]) == (
+        "lapse",
+        True,
+        case["task_id"],
+    )
+    assert timer["due_at"] == offered["expires_at"]
 
 
 def test_a_decision_lands_in_the_case_data_and_the_audit_trail(
@@ -196,3 +189,15 @@ def test_decision_endpoint_refusals(api: Api, services: Services, case: dict[str
     start_case(services, "review_loop")
     [plain] = open_tasks(api, APPLICANT, process_key="review_loop")
     assert_problem(decide(api, APPLICANT, plain["id"]), 404, "not-found")
+
+
+def test_an_approval_not_decided_in_time_lapses_and_leaves_the_list(
+    api: Api, services: Services, clock: FrozenClock, case: dict[str, Any]
+) -> None:
+    assert [a["id"] for a in approvals(api, AUTHORISER)] == [case["task_id"]]
+    clock.advance(timedelta(hours=72, minutes=1))
+    assert TimerWorker(services, worker_id="api-tests", threads=1).fire_due() == 1
+    assert approvals(api, AUTHORISER) == []
+    assert_problem(decide(api, AUTHORISER, case["task_id"]), 409, "task-not-ready")
+    detail = api.get(f"/api/v1/process-instances/{case['instance_id']}", APPLICANT).get_json()
+    assert (detail["status"], detail["timers"], detail["open_tasks"]) == ("completed", [], [])
