@@ -345,41 +345,46 @@ class InstanceService:
         return instance
 
     def suspend(self, instance_id: str, *, actor: Actor, reason: str | None = None) -> ProcessInstance:
-        instance = self._lock_instance(instance_id)
-        if instance.status != RUNNING:
-            raise InstanceStateError(
-                f"only a running instance can be suspended; this one is {instance.status}"
-            )
-        instance.status = SUSPENDED
-        instance.updated_at = self.clock.now()
-        self.session.flush()
-        self.audit.record(
-            actor=actor.subject,
-            kind="alteration",
+        return self._transition(
+            instance_id,
+            actor=actor,
+            expect=RUNNING,
+            to=SUSPENDED,
             action="instance.suspended",
-            record_type="process_instance",
-            record_id=instance.id,
-            instance_id=instance.id,
             detail={"reason": reason},
         )
-        return instance
 
     def resume(self, instance_id: str, *, actor: Actor) -> ProcessInstance:
+        return self._transition(
+            instance_id, actor=actor, expect=SUSPENDED, to=RUNNING, action="instance.resumed", detail=None
+        )
+
+    def _transition(
+        self,
+        instance_id: str,
+        *,
+        actor: Actor,
+        expect: str,
+        to: str,
+        action: str,
+        detail: dict[str, Any] | None,
+    ) -> ProcessInstance:
+        """Move an instance between running and suspended, under its lock, and audit it."""
         instance = self._lock_instance(instance_id)
-        if instance.status != SUSPENDED:
-            raise InstanceStateError(
-                f"only a suspended instance can be resumed; this one is {instance.status}"
-            )
-        instance.status = RUNNING
+        if instance.status != expect:
+            verb = action.split(".", 1)[1]
+            raise InstanceStateError(f"only a {expect} instance can be {verb}; this one is {instance.status}")
+        instance.status = to
         instance.updated_at = self.clock.now()
         self.session.flush()
         self.audit.record(
             actor=actor.subject,
             kind="alteration",
-            action="instance.resumed",
+            action=action,
             record_type="process_instance",
             record_id=instance.id,
             instance_id=instance.id,
+            detail=detail,
         )
         return instance
 
