@@ -70,10 +70,7 @@ class SpecRegistry:
             called = get_definition(session, key, version)
             if called.id not in seen:
                 files.extend(self._sources(session, called, seen=seen))
-        unique: dict[str, SourceFile] = {}
-        for f in files:
-            unique.setdefault(f.name if f.is_dmn else f"{f.name}:{hash(f.text)}", f)
-        return list(unique.values())
+        return _unique_sources(files)
 
     def form(self, definition: ProcessDefinition, name: str) -> dict[str, Any] | None:
         form = definition.resources.get("forms", {}).get(name)
@@ -139,13 +136,16 @@ class Deployer:
 
         results: list[DeployResult] = []
         deployed_versions: dict[str, int] = {}
+        bundle_sources: dict[str, list[SourceFile]] = {}
         for key in _call_order(processes):
             source, name, calls, needed_decisions = processes[key]
             resources = self._resources(
                 key, source, calls, needed_decisions, decisions, forms, deployed_versions
             )
             bundle_files = [source, *(SourceFile(n, t) for n, t in sorted(resources["dmn"].items()))]
-            bundle_files += self._called_sources(resources["calls"], processes)
+            bundle_files += self._called_sources(resources["calls"], bundle_sources)
+            bundle_files = _unique_sources(bundle_files)
+            bundle_sources[key] = bundle_files
             bundle = build_bundle(key, bundle_files)
             self._check_forms(key, source, bundle, resources)
             content_hash = _hash(source.text, resources)
@@ -181,12 +181,13 @@ class Deployer:
         return results
 
     def _called_sources(
-        self, calls: dict[str, int], processes: dict[str, tuple[SourceFile, str, set[str], set[str]]]
+        self, calls: dict[str, int], bundle_sources: dict[str, list[SourceFile]]
     ) -> list[SourceFile]:
+        """The files of each called process: its BPMN, its DMN and, in turn, what it calls."""
         out: list[SourceFile] = []
         for key, version in sorted(calls.items()):
-            if key in processes:
-                out.append(processes[key][0])
+            if key in bundle_sources:
+                out.extend(bundle_sources[key])
                 continue
             called = get_definition(self.session, key, version)
             out.extend(self.registry._sources(self.session, called, seen=set()))
@@ -276,6 +277,14 @@ class Deployer:
         if problems:
             raise definition_error(problems)
         resources["forms"] = pinned
+
+
+def _unique_sources(files: Iterable[SourceFile]) -> list[SourceFile]:
+    """Each DMN file once by name, each BPMN file once by content."""
+    unique: dict[str, SourceFile] = {}
+    for f in files:
+        unique.setdefault(f.name if f.is_dmn else f"{f.name}:{hash(f.text)}", f)
+    return list(unique.values())
 
 
 def element_lines(root: Any) -> dict[str, int]:
