@@ -100,10 +100,7 @@ def report(
     print(f"{'name':<{width}}  {'median ' + unit:>10}  {'p95 ' + unit:>10}  {'ratio':>7}  {'n':>6}{extra}")
     print("-" * (width + 42 + 12 * len(columns)))
     for row in table:
-        cells = "".join(
-            f"  {row[key]:>10.4g}" if isinstance(row.get(key), int | float) else f"  {'':>10}"
-            for key, _ in columns
-        )
+        cells = "".join(f"  {_cell(row.get(key)):>10}" for key, _ in columns)
         print(
             f"{row['name']:<{width}}  {row[median]:>10.4g}  {row[p95]:>10.4g}  "
             f"{row['ratio']:>6.2f}x  {row['n']:>6}{cells}"
@@ -121,6 +118,16 @@ def report(
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(f"figures written to {path}")
     return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def postgres_url() -> str | None:
