@@ -55,7 +55,8 @@ SELECT
   (SELECT count(*) FROM task_history t WHERE t.instance_id = :id),
   (SELECT coalesce(sum(length(t.data_changes)), 0)
      FROM task_history t WHERE t.instance_id = :id),
-  (SELECT coalesce(sum(length(coalesce(h.submitted_data, ''))), 0) FROM human_task h WHERE h.instance_id = :id),
+  (SELECT coalesce(sum(length(coalesce(h.submitted_data, ''))), 0)
+     FROM human_task h WHERE h.instance_id = :id),
   (SELECT coalesce(sum(length(a.detail)), 0) FROM audit_event a WHERE a.instance_id = :id)
 """
 
