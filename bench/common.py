@@ -172,12 +172,12 @@ def migrate(url: str) -> None:
     engine.dispose()
 
 
-def rss_mib(pid: int) -> float:
-    """Resident set size of process ``pid`` in MiB, read from ``/proc/<pid>/status``."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size (``VmRSS``; ``VmHWM`` for its peak) of process ``pid`` in MiB, from ``/proc``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmRSS for process {pid}")
+    raise ValueError(f"no {field} for process {pid}")
 
 
 def children(pid: int) -> list[int]:
