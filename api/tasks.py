@@ -28,7 +28,7 @@ from api.schemas import (
 )
 from auth.errors import AuthorizationError
 from auth.flask import current_principal
-from auth.policy import ApprovalCheck, check_approval, check_task_access
+from auth.policy import ApprovalCheck, check_approval, check_not_excluded, check_task_access
 from auth.principal import Principal
 from engine.errors import NotFoundError
 from engine.models import HumanTask, ProcessDefinition
@@ -169,6 +169,8 @@ class ClaimTask(MethodView):
             task = visible_task(session, str(task_id), principal)
             if task.is_approval:
                 approval_check(principal, task)
+            else:
+                check_not_excluded(principal, task.excluded_subjects or [], action="take")
             return instance_service(session).claim(task.id, actor=actor(principal))
 
 
@@ -232,6 +234,8 @@ class CompleteTask(MethodView):
                         scopes=("approvals:decide",),
                     )
                 flagged = approval_check(principal, task).flagged
+            else:
+                check_not_excluded(principal, task.excluded_subjects or [], action="complete")
             return instance_service(session).complete_task(
                 task.id, body["data"], actor=actor(principal), flagged=flagged
             )
