@@ -71,26 +71,6 @@ class ApprovalCheck:
     reasons: list[str] = field(default_factory=list)
 
 
-def check_not_excluded(
-    principal: Principal, excluded_subjects: Mapping[str, str] | Iterable[str], *, action: str
-) -> None:
-    """Refuse a caller named in ``excluded_subjects`` (separation of duties), for any task.
-
-    A peer review must not be done by the examiner, an audit not by the claimant: the refusal names
-    the capacity in which the caller is excluded and what they may not do (``action``).
-    """
-    exclusions = (
-        excluded_subjects
-        if isinstance(excluded_subjects, Mapping)
-        else dict.fromkeys(excluded_subjects, "personally involved in this matter")
-    )
-    if principal.subject in exclusions:
-        raise AuthorizationError(
-            "separation-of-duties",
-            f"you are {exclusions[principal.subject]}, so you may not {action} it (separation of duties)",
-        )
-
-
 def check_approval(
     principal: Principal,
     *,
@@ -107,7 +87,16 @@ def check_approval(
     with "flag" they are allowed and the result is flagged so the record shows it (RIPA codes: an
     authorising officer should not be part of the investigation, and where unavoidable it is noted).
     """
-    check_not_excluded(principal, excluded_subjects, action="decide")
+    exclusions = (
+        excluded_subjects
+        if isinstance(excluded_subjects, Mapping)
+        else dict.fromkeys(excluded_subjects, "personally involved in this matter")
+    )
+    if principal.subject in exclusions:
+        raise AuthorizationError(
+            "separation-of-duties",
+            f"you are {exclusions[principal.subject]}, so you may not decide it (separation of duties)",
+        )
     if required_rank is not None and not principal.rank_at_least(required_rank):
         needed = _title(normalise_rank(required_rank))
         held = _title(principal.rank) if principal.rank else "no rank"

@@ -243,7 +243,6 @@ def test_a_person_excluded_from_an_ordinary_task_may_neither_take_nor_complete_i
     for action, body in (("claim", None), ("complete", {"data": {"continue_review": False}})):
         problem = assert_problem(api.post(f"{base}/{action}", both, json=body), 403, "separation-of-duties")
         assert "separation of duties" in problem["detail"]
-        assert f"may not {'take' if action == 'claim' else 'complete'} it" in problem["detail"]
     done = api.post(f"{base}/complete", AUTHORISER, json={"data": {"continue_review": False}})
     assert done.status_code == 200, done.get_data(as_text=True)
     assert done.get_json()["completed_by"] == "supt.khan"
