@@ -189,32 +189,6 @@ def test_complete_validates_the_form_then_moves_the_case_on(
     assert read.get_json()["data"]["subject"] == "Operation Kestrel"
 
 
-def test_separation_of_duties_applies_to_a_task_that_is_not_an_approval(
-    api: Api, services: Services, submit_task: dict[str, str]
-) -> None:
-    # The review task excludes the applicant (exclude_subjects) without being an approval.
-    applicant_and_reviewer = APPLICANT.but(roles=("applicant", "authorising_officer"))
-    base = f"/api/v1/tasks/{submit_task['task_id']}"
-    done = api.post(f"{base}/complete", applicant_and_reviewer, json={"data": {"subject": "Kestrel"}})
-    assert done.status_code == 200, done.get_data(as_text=True)
-    [review] = open_tasks(api, AUTHORISER)
-    path = f"/api/v1/tasks/{review['id']}"
-    data = {"data": {"continue_review": False}}
-    for refused in (
-        api.post(f"{path}/claim", applicant_and_reviewer),
-        api.post(f"{path}/complete", applicant_and_reviewer, json=data),
-    ):
-        problem = assert_problem(refused, 403, "separation-of-duties")
-        assert "separation of duties" in problem["detail"]
-    with transaction(services.sessions) as session:
-        task = session.get(HumanTask, review["id"])
-        assert task is not None
-        assert (task.status, task.assignee) == ("ready", None)
-    allowed = api.post(f"{path}/complete", AUTHORISER, json=data)
-    assert allowed.status_code == 200, allowed.get_data(as_text=True)
-    assert allowed.get_json()["completed_by"] == "supt.khan"
-
-
 def test_complete_refuses_a_task_held_by_someone_else_or_of_a_suspended_case(
     api: Api, services: Services, submit_task: dict[str, str]
 ) -> None:
