@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from api_support import APPLICANT, PROBLEM, Api, Person
+from api_support import APPLICANT, OUTSIDER, Api, assert_problem
+from api_support import open_tasks as inbox
 
 from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
@@ -258,3 +259,107 @@ def test_bulk_moves_the_rest_when_one_is_refused(services: Services) -> None:
     assert [instance_row(services, i).process_version for i in (first, second, at_decide)] == [3, 3, 1]
     assert len(migrations(services, first)) == 1
     assert migrations(services, at_decide) == []
+
+
+# -- over HTTP ----------------------------------------------------------------------------------------
+
+
+def test_http_dry_run_migrate_and_the_new_step_reaches_the_inbox(api: Api, services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    instance_id = start(services)
+    deploy(services, "casefile_v2.bpmn")
+    path = f"/api/v1/process-instances/{instance_id}/migrate"
+
+    dry = api.post(path, MIGRATOR, json={"to_version": 2, "dry_run": True})
+    assert dry.status_code == 200, dry.get_data(as_text=True)
+    body = dry.get_json()
+    assert (body["possible"], body["migrated"], body["dry_run"]) == (True, False, True)
+    assert body["timers"][0]["to_due_at"] == "2026-01-15T09:00:00+00:00"
+    assert api.get(f"/api/v1/process-instances/{instance_id}", MIGRATOR).get_json()["process_version"] == 1
+
+    done = api.post(path, MIGRATOR, json={"to_version": 2})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["migrated"] is True
+    detail = api.get(f"/api/v1/process-instances/{instance_id}", MIGRATOR).get_json()
+    assert detail["process_version"] == 2
+    assert [t["due_at"] for t in detail["timers"]] == ["2026-01-15T09:00:00+00:00"]
+    (gather,) = inbox(api, APPLICANT)
+    completed = api.post(f"/api/v1/tasks/{gather['id']}/complete", APPLICANT, json={"data": {}})
+    assert completed.status_code == 200, completed.get_data(as_text=True)
+    assert [(t["element_id"], t["process_version"]) for t in inbox(api, APPLICANT)] == [("peer_review", 2)]
+    trail = api.get(f"/api/v1/process-instances/{instance_id}/history", APPLICANT.but(scopes=("audit:read",)))
+    (event,) = [e for e in trail.get_json()["items"] if e["action"] == "instance.migrated"]
+    assert (event["actor"], event["detail"]["from_version"], event["detail"]["to_version"]) == (
+        "pd.owen",
+        1,
+        2,
+    )
+
+
+def test_http_refusal_names_the_element_and_a_mapping_succeeds(api: Api, services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    instance_id = start(services)
+    complete(services, instance_id, "gather")
+    deploy(services, "casefile_v2.bpmn")
+    deploy(services, "casefile_v3.bpmn")
+    path = f"/api/v1/process-instances/{instance_id}/migrate"
+
+    refused = assert_problem(api.post(path, MIGRATOR, json={"to_version": 3}), 409, "migration-refused")
+    assert [r["element_id"] for r in refused["reasons"]] == ["decide"]
+    assert list(refused["errors"]) == ["$.elements.decide"]
+    assert api.get(f"/api/v1/process-instances/{instance_id}", MIGRATOR).get_json()["process_version"] == 1
+
+    unknown = api.post(path, MIGRATOR, json={"to_version": 3, "mapping": {"decide": "nowhere"}})
+    assert assert_problem(unknown, 422, "validation-failed")["errors"] == {
+        "$.mapping.decide": ["'nowhere' is not an element of the target version"]
+    }
+    moved = api.post(path, MIGRATOR, json={"to_version": 3, "mapping": {"decide": "final_decision"}})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert [t["element_id"] for t in inbox(api, APPLICANT)] == ["final_decision"]
+
+
+def test_http_scope_visibility_and_unknown_versions(api: Api, services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    instance_id = start(services)
+    deploy(services, "casefile_v2.bpmn")
+    path = f"/api/v1/process-instances/{instance_id}/migrate"
+    bulk = "/api/v1/process-definitions/casefile/versions/1/migrate"
+
+    assert_problem(api.post(path, APPLICANT, json={"to_version": 2}), 403, "scope-missing")
+    assert_problem(api.post(bulk, APPLICANT, json={"to_version": 2}), 403, "scope-missing")
+    assert_problem(api.post(path, None, json={"to_version": 2}), 401)
+    outsider = OUTSIDER.but(scopes=MIGRATOR.scopes)
+    assert_problem(api.post(path, outsider, json={"to_version": 2}), 404, "not-found")
+    assert_problem(api.post(path, MIGRATOR, json={"to_version": 9}), 404, "not-found")
+    assert_problem(
+        api.post("/api/v1/process-definitions/casefile/versions/7/migrate", MIGRATOR, json={"to_version": 2}),
+        404,
+        "not-found",
+    )
+    assert_problem(api.post(bulk, MIGRATOR, json={"to_version": 9}), 404, "not-found")
+    assert_problem(api.post(path, MIGRATOR, json={"to_version": 1}), 422, "validation-failed")
+    assert_problem(api.post(path, MIGRATOR, json={}), 422, "validation-failed")
+    assert instance_row(services, instance_id).process_version == 1
+    nothing = api.post(bulk, outsider, json={"to_version": 2})
+    assert nothing.get_json()["results"] == []  # cases outside the caller's need to know are left alone
+    assert instance_row(services, instance_id).process_version == 1
+
+
+def test_http_bulk_reports_each_instance(api: Api, services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    first, at_decide = start(services), start(services)
+    complete(services, at_decide, "gather")
+    deploy(services, "casefile_v2.bpmn")
+    deploy(services, "casefile_v3.bpmn")
+    bulk = "/api/v1/process-definitions/casefile/versions/1/migrate"
+
+    dry = api.post(bulk, MIGRATOR, json={"to_version": 3, "dry_run": True}).get_json()
+    assert dry["counts"] == {"possible": 1, "refused": 1}
+    done = api.post(bulk, MIGRATOR, json={"to_version": 3})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    body = done.get_json()
+    assert body["counts"] == {"migrated": 1, "refused": 1}
+    outcome = {r["instance_id"]: r for r in body["results"]}
+    assert outcome[first]["outcome"] == "migrated"
+    assert [r["element_id"] for r in outcome[at_decide]["report"]["reasons"]] == ["decide"]
+    assert [instance_row(services, i).process_version for i in (first, at_decide)] == [3, 1]
