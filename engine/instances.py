@@ -43,6 +43,22 @@ READY, TASK_COMPLETED, TASK_CANCELLED = "ready", "completed", "cancelled"
 CLASSIFICATIONS = ("OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET", "TOP SECRET")
 DEFAULT_PRIORITY = 50
 DECISIONS = ("granted", "refused", "returned")
+# The inbox columns a definition decides (as opposed to the case, the people or the clock).
+_DEFINITION_FIELDS = (
+    "process_version",
+    "element_id",
+    "name",
+    "lane",
+    "role",
+    "priority",
+    "form",
+    "is_approval",
+    "required_rank",
+    "excluded_subjects",
+    "team_subjects",
+    "team_policy",
+    "summary",
+)
 
 
 @dataclass(frozen=True)
@@ -415,6 +431,35 @@ class InstanceService:
             step=lambda on_step: self.runtime.advance(workflow, on_step=on_step),
         )
         return instance
+
+    def rebase(self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor) -> None:
+        """Used by migrations: save a locked instance whose workflow now follows another definition.
+
+        Open inbox rows keep their id, creation and assignee, and take the element, lane, role, form,
+        priority, due time and approval settings of the new definition; an assignee is released when
+        the role changes. Timer and message rows follow through the hooks. No step is run.
+        """
+        ready = {t.id: t for t in self.runtime.ready_user_tasks(workflow)}
+        for row in self.open_tasks(instance.id):
+            spec = ready.get(row.id)
+            if spec is None:
+                row.status = TASK_CANCELLED
+                row.completed_at = self.clock.now()
+                continue
+            fresh = self._new_task(instance, workflow, spec, actor=actor)
+            if fresh.role != row.role:
+                row.assignee = None
+            for name in _DEFINITION_FIELDS:
+                setattr(row, name, getattr(fresh, name))
+            row.due_at = self._due(workflow, spec, row.created_at)  # a relative due counts from creation
+        known = {row.id for row in self.open_tasks(instance.id)}
+        for spec in ready.values():
+            if spec.id not in known:
+                self.session.add(self._new_task(instance, workflow, spec, actor=actor))
+        self.session.flush()
+        for hook in self.ctx.hooks:
+            hook.after_step(self.session, instance, workflow, self)
+        self._save(instance, workflow)
 
     def advance_loaded(
         self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor, step: Any
