@@ -194,11 +194,17 @@ class WorkflowRuntime:
 
     @staticmethod
     def data(workflow: Workflow) -> dict[str, Any]:
-        """The case data as it stands: merged from the live tasks, else from the last finished one."""
+        """The case data as it stands: merged from the live tasks, else from the last finished one.
+
+        Live tasks inside running embedded subprocesses count too: the subprocess task itself holds only
+        the data it was entered with.
+        """
         if _FINAL_DATA in workflow.data:
             return dict(workflow.data[_FINAL_DATA])
         tasks = list(_iter_tasks(workflow.task_tree))
         live = [t for t in tasks if t.has_state(_LIVE)]
+        for sub in workflow.subprocesses.values():
+            live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
         if live:
             merged: dict[str, Any] = {}
             for task in sorted(live, key=lambda t: t.last_state_change):
