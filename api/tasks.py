@@ -59,8 +59,14 @@ def visible_task(session: Session, task_id: str, principal: Principal) -> HumanT
     return task
 
 
+def is_guarded(task: HumanTask) -> bool:
+    """Whether taking the task is limited by rank or separation of duties: every approval, and any task
+    whose process names a required rank, excluded subjects or an investigation team."""
+    return task.is_approval or bool(task.required_rank or task.excluded_subjects or task.team_subjects)
+
+
 def approval_check(principal: Principal, task: HumanTask) -> ApprovalCheck:
-    """Rank and separation of duties for a task (``rank-too-low``, ``separation-of-duties``)."""
+    """Rank and separation of duties for a guarded task (``rank-too-low``, ``separation-of-duties``)."""
     return check_approval(
         principal,
         required_rank=task.required_rank,
@@ -68,15 +74,6 @@ def approval_check(principal: Principal, task: HumanTask) -> ApprovalCheck:
         team_subjects=task.team_subjects or [],
         team_policy="flag" if task.team_policy == "flag" else "forbid",
     )
-
-
-def has_duty_rules(task: HumanTask) -> bool:
-    """Whether taking the task is limited by rank or separation of duties.
-
-    Approvals always are; any other task is when its model sets ``required_rank``,
-    ``exclude_subjects`` or a team (a review that only an Inspector not on the investigation may do).
-    """
-    return bool(task.is_approval or task.required_rank or task.excluded_subjects or task.team_subjects)
 
 
 def supervised_task(session: Session, task_id: str, principal: Principal) -> HumanTask:
@@ -176,7 +173,7 @@ class ClaimTask(MethodView):
         principal = current_principal()
         with transaction() as session:
             task = visible_task(session, str(task_id), principal)
-            if has_duty_rules(task):
+            if is_guarded(task):
                 approval_check(principal, task)
             return instance_service(session).claim(task.id, actor=actor(principal))
 
@@ -226,9 +223,9 @@ class CompleteTask(MethodView):
     def post(self, body: dict[str, Any], task_id: uuid.UUID) -> HumanTask:
         """Complete a task with the data of its form; an unclaimed task is claimed by completing it.
 
-        An approval task also needs the approvals:decide scope. Approvals, and any task whose model
-        sets a required rank or separation of duties, pass the same rank and separation-of-duties
-        checks as `POST /approvals/{task_id}/decision` (403 `rank-too-low`, `separation-of-duties`).
+        An approval task also needs the approvals:decide scope. Approvals, and tasks whose process
+        sets a required rank, excluded subjects or a team, pass the same rank and separation-of-duties
+        checks as `POST /approvals/{task_id}/decision`.
         """
         principal = current_principal()
         with transaction() as session:
@@ -240,7 +237,7 @@ class CompleteTask(MethodView):
                     "deciding an approval needs the scope approvals:decide",
                     scopes=("approvals:decide",),
                 )
-            if has_duty_rules(task):
+            if is_guarded(task):
                 flagged = approval_check(principal, task).flagged
             return instance_service(session).complete_task(
                 task.id, body["data"], actor=actor(principal), flagged=flagged
