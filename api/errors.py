@@ -110,10 +110,26 @@ def handle_http_error(error: HTTPException) -> Response:
             errors.update(_flatten(fields))
         extra["errors"] = errors
         code = "validation-failed"
+    if status == 413:
+        return _too_large()
     response = problem(status, code, error.name or "Error", error.description, **extra)
     if status == 405 and error.get_response().headers.get("Allow"):
         response.headers["Allow"] = error.get_response().headers["Allow"]
     return response
+
+
+def _too_large() -> Response:
+    """Werkzeug refuses an over-long body before any view runs; say which limit, in our words."""
+    limit = request.max_content_length
+    where = "this endpoint's" if limit is None else f"the {limit}-byte"
+    return problem(
+        413,
+        LimitExceededError.code,
+        LimitExceededError.title,
+        f"the request body is larger than {where} limit",
+        errors={"$": [f"larger than {limit} bytes" if limit else "too large"]},
+        limit=limit,
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:

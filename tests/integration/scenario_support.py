@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from api_support import Api, Person
+
 from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
@@ -160,7 +161,9 @@ class Case:
         assert response.status_code == status, response.get_data(as_text=True)
         return response.get_json()
 
-    def message(self, who: Person, name: str, correlation: Any, variables: dict[str, Any] | None = None) -> Any:
+    def message(
+        self, who: Person, name: str, correlation: Any, variables: dict[str, Any] | None = None
+    ) -> Any:
         response = self.api.post(
             "/api/v1/messages",
             who,
@@ -172,11 +175,13 @@ class Case:
     # -- time --------------------------------------------------------------------------------------
 
     def advance(self, delta: timedelta) -> int:
-        """Move the clock on by ``delta`` and fire every timer now due, in due order; returns how many fired."""
+        """Move the clock on by ``delta`` and fire every timer now due; returns how many fired."""
         return advance(self.services, self.clock, delta)
 
 
-def advance(services: Services, clock: FrozenClock, delta: timedelta, *, step: timedelta | None = None) -> int:
+def advance(
+    services: Services, clock: FrozenClock, delta: timedelta, *, step: timedelta | None = None
+) -> int:
     """Move the clock forward, firing due timers as it goes (``step`` bounds each jump).
 
     Timers that a fired timer arms (a repeating welfare visit, a review cycle) fire in turn when
