@@ -26,6 +26,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
@@ -193,12 +194,19 @@ class WorkflowRuntime:
 
     @staticmethod
     def data(workflow: Workflow) -> dict[str, Any]:
-        """The case data as it stands: merged from the live tasks, else from the last finished one."""
+        """The case data as it stands: merged from the live tasks, else from the last finished one.
+
+        Live tasks inside running embedded sub-processes count too (a review loop inside an
+        "authorisation in force" sub-process updates the case there); a called process has its own
+        data and does not.
+        """
         if _FINAL_DATA in workflow.data:
             return dict(workflow.data[_FINAL_DATA])
         tasks = list(_iter_tasks(workflow.task_tree))
         live = [t for t in tasks if t.has_state(_LIVE)]
         if live:
+            for sub in _embedded_subprocesses(workflow):
+                live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
             merged: dict[str, Any] = {}
             for task in sorted(live, key=lambda t: t.last_state_change):
                 merged.update(task.data)
@@ -327,6 +335,20 @@ def _iter_tasks(root: Any) -> Iterator[Any]:
         task = stack.pop()
         yield task
         stack.extend(task.children)
+
+
+def _embedded_subprocesses(workflow: Workflow) -> list[Any]:
+    """Running sub-workflows of embedded sub-processes of the case itself, not of called processes."""
+    found = []
+    for sub in workflow.subprocesses.values():
+        owner = workflow.get_task_from_id(sub.parent_task_id) if sub.parent_task_id else None
+        while owner is not None and not isinstance(owner.task_spec, CallActivity):
+            parent = owner.workflow
+            if parent is workflow:
+                found.append(sub)
+                break
+            owner = workflow.get_task_from_id(parent.parent_task_id)
+    return found
 
 
 def _all_ids(workflow: Workflow) -> set[UUID]:
