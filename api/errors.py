@@ -21,6 +21,7 @@ from engine.errors import (
     UnsafeXMLError,
     ValidationError,
 )
+from engine.migration import MigrationRefusedError
 
 PROBLEM_BASE = "https://opsflow.dev/problems/"
 log = logging.getLogger("opsflow.api")
@@ -67,6 +68,8 @@ def handle_engine_error(error: EngineError) -> Response:
         extra["problems"] = error.problems
     if isinstance(error, CorrelationError):
         extra["matches"] = error.matches
+    if isinstance(error, MigrationRefusedError):
+        extra["reasons"] = [{"element_id": r.element_id, "message": r.message} for r in error.report.reasons]
     if status >= 500:
         log.error("engine_error code=%s detail=%s", error.code, error.detail)
     return problem(status, error.code, error.title, error.detail, **extra)

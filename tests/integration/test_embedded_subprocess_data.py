@@ -1,4 +1,4 @@
-"""Case variables include what a running embedded sub-process has changed, not only what it started with."""
+"""Case variables take in what running embedded sub-processes set, but not the data of a called process."""
 
 from __future__ import annotations
 
@@ -14,23 +14,25 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 INVESTIGATOR = Actor("dc.jones", "DC Jones")
 
 
-def test_variables_show_a_change_made_inside_a_running_sub_process(services: Services) -> None:
-    source = SourceFile("embedded_update.bpmn", (FIXTURES / "embedded_update.bpmn").read_text())
+def test_a_running_called_process_does_not_overwrite_the_callers_variables(services: Services) -> None:
+    files = [
+        SourceFile(name, (FIXTURES / name).read_text())
+        for name in ("called_data_child.bpmn", "called_data_parent.bpmn")
+    ]
     with transaction(services.sessions) as session:
-        Deployer(session, services.context.registry, services.clock).deploy([source], by="designer")
+        Deployer(session, services.context.registry, services.clock).deploy(files, by="designer")
     with transaction(services.sessions) as session:
         service = InstanceService(session, services.context)
         instance = service.start(
-            "embedded_update",
+            "called_data_parent",
             business_key="OP-1",
-            variables={"reviews": 4},
+            variables={"decision": "refused", "case_ref": "C-9"},
             unit="MIT-North",
             classification="SECRET",
             started_by=INVESTIGATOR,
         )
         [task] = service.open_tasks(instance.id)
         assert task.element_id == "work"
-        assert service.variables(instance.id)["reviews"] == 5
-        service.complete_task(task.id, {"note": "done"}, actor=INVESTIGATOR)
-        assert service.variables(instance.id)["reviews"] == 5
-        assert service.get(instance.id).status == "completed"
+        assert service.task_data(task)["decision"] == "granted"
+        variables = service.variables(instance.id)
+        assert (variables["decision"], variables["case_ref"]) == ("refused", "C-9")
