@@ -26,6 +26,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.deep_merge import DeepMerge
@@ -197,13 +198,13 @@ class WorkflowRuntime:
         """The case data as it stands: merged from the live tasks, else from the last finished one.
 
         Live tasks inside running embedded subprocesses count too: the subprocess task itself holds only
-        the data it was entered with.
+        the data it was entered with. A called process has its own data and does not count.
         """
         if _FINAL_DATA in workflow.data:
             return dict(workflow.data[_FINAL_DATA])
         tasks = list(_iter_tasks(workflow.task_tree))
         live = [t for t in tasks if t.has_state(_LIVE)]
-        for sub in workflow.subprocesses.values():
+        for sub in _embedded_subprocesses(workflow):
             live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
         if live:
             # A branch waiting at a join has not handed its data to the join yet: it is on the
@@ -356,6 +357,20 @@ def _iter_tasks(root: Any) -> Iterator[Any]:
         task = stack.pop()
         yield task
         stack.extend(task.children)
+
+
+def _embedded_subprocesses(workflow: Workflow) -> list[Any]:
+    """Running sub-workflows of embedded subprocesses of the case itself, not of called processes."""
+    found = []
+    for sub in workflow.subprocesses.values():
+        owner = workflow.get_task_from_id(sub.parent_task_id) if sub.parent_task_id else None
+        while owner is not None and not isinstance(owner.task_spec, CallActivity):
+            parent = owner.workflow
+            if parent is workflow:
+                found.append(sub)
+                break
+            owner = workflow.get_task_from_id(parent.parent_task_id)
+    return found
 
 
 def _all_ids(workflow: Workflow) -> set[UUID]:
