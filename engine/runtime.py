@@ -207,8 +207,18 @@ class WorkflowRuntime:
         for sub in _embedded_subprocesses(workflow):
             live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
         if live:
+            # A branch waiting at a join has not handed its data to the join yet: it is on the
+            # token's parent, for the waiting token and for those the join cancelled on arrival.
+            waiting = {
+                t.task_spec for t in tasks if t.has_state(TaskState.WAITING) and isinstance(t.task_spec, Join)
+            }
+            tokens = [
+                t for t in tasks if t.task_spec in waiting and t.has_state(TaskState.WAITING | FINISHED)
+            ]
             merged: dict[str, Any] = {}
-            for task in sorted(live, key=lambda t: t.last_state_change):
+            for task in sorted({*live, *tokens}, key=lambda t: t.last_state_change):
+                if task in tokens and task.parent is not None:
+                    merged.update(task.parent.data)
                 merged.update(task.data)
             return merged
         finished = [t for t in tasks if t.has_state(TaskState.COMPLETED)]
