@@ -434,7 +434,7 @@ def test_s49_notice_needs_ntac_advice_then_a_circuit_judges_permission(
     ]
 
 
-def test_the_examiner_and_the_report_author_may_not_peer_review(
+def test_non_compliance_is_declared_and_no_examiner_or_author_may_peer_review(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     case = submitted(api, services, clock)
