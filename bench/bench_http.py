@@ -114,6 +114,22 @@ def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
     }
 
 
+def _statements_per_lifecycle(lifecycle: Any) -> float:
+    """SQL statements sent to the database by one in-process lifecycle (mean of ten)."""
+    sent = [0]
+
+    def count(*_: Any) -> None:
+        sent[0] += 1
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", count)
+    try:
+        for _ in range(10):
+            lifecycle()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", count)
+    return sent[0] / 10
+
+
 def _system_chain_events(url: str) -> int:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
@@ -144,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 **measure(steps["lifecycle"], repeat=count * rounds, warmup=10),
             }
         )
+        statements = _statements_per_lifecycle(steps["lifecycle"])
         key_dir = Path(tmp)
         port = free_port()
         tokens = issue_tokens(key_dir, port, CLIENTS)
@@ -189,9 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         f"\nsequential lifecycle median {seq_median:.1f} ms (target <= 15 ms); "
         f"{CLIENTS} clients: {on.per_second:.1f} lifecycles/s with audit, {off.per_second:.1f} without "
         f"(target >= 150/s; audit costs {100 * (1 - on.per_second / off.per_second):.0f}% of throughput); "
-        f"audit events on the shared system chain during the runs: {system_events}"
+        f"audit events on the shared system chain during the runs: {system_events}; "
+        f"SQL statements per in-process lifecycle: {statements}"
     )
-    _annotate(path, system_events=system_events, rounds=rounds)
+    _annotate(path, system_events=system_events, rounds=rounds, statements_per_lifecycle=statements)
 
 
 class _Totals:
