@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer lifecycles, shorter concurrent runs")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads per gunicorn worker")
     args = parser.parse_args(argv)
     base = postgres_url()
     if base is None:
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         # on, off, on, off, ...: a drift in the machine's load touches both alike
         for _ in range(rounds):
             for label, app in labels.items():
-                with gunicorn(url, key_dir, port, app=app):
+                with gunicorn(url, key_dir, port, app=app, workers=args.workers, threads=args.threads):
                     results[label].add(
                         sequential(port, tokens[0], count, probes=count * 2),
                         concurrent(port, tokens, seconds),
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     for kind, values in on.concurrent.items():
         rows.append({"name": f"{CLIENTS} clients, audit on: {kind}", "baseline": floor, **summarise(values)})
-    server = f"gunicorn --workers {WORKERS} --worker-class gthread --threads {THREADS}"
+    server = f"gunicorn --workers {args.workers} --worker-class gthread --threads {args.threads}"
     path = report(
         f"HTTP lifecycle on PostgreSQL ({server}; {os.cpu_count()} cores)",
         rows,
