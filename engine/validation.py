@@ -205,7 +205,7 @@ def validate_files(
             try:
                 build_bundle(pid, _bundle_sources(source, sources))
             except DefinitionError as exc:
-                problems.extend(_as_problems(exc, default_file=source.name))
+                problems.extend(as_problems(exc, default_file=source.name))
     return problems
 
 
@@ -226,11 +226,11 @@ def _parse(source: SourceFile, found: _Findings) -> etree._Element | None:
     except UnsafeXMLError:
         raise
     except DefinitionError as exc:
-        found.problems.extend(_as_problems(exc, default_file=source.name))
+        found.problems.extend(as_problems(exc, default_file=source.name))
         return None
 
 
-def _as_problems(exc: DefinitionError, *, default_file: str) -> list[Problem]:
+def as_problems(exc: DefinitionError, *, default_file: str) -> list[Problem]:
     if not exc.problems:
         return [Problem(default_file, exc.detail, code=exc.code)]
     return [
