@@ -374,7 +374,7 @@ def _check_user_task(
             )
     role = props.get("role")
     has_role = role is not None and role_for_lane(role.get("value")) is not None
-    if not has_role and _effective_lane(node, lanes) is None:
+    if not has_role and _effective_lane(node, lanes) is None and not _in_a_lane(node, lanes):
         found.add(
             source,
             "user-task-outside-lane",
@@ -771,6 +771,16 @@ def _lanes(root: etree._Element) -> dict[str, str | None]:
         (ref.text or "").strip(): ref.getparent().get("name")  # type: ignore[union-attr]
         for ref in _bpmn(root, "flowNodeRef")
     }
+
+
+def _in_a_lane(node: etree._Element, lanes: dict[str, str | None]) -> bool:
+    """Whether a lane (named or not: a nameless one is reported on its own) holds it or its subprocess."""
+    current: etree._Element | None = node
+    while current is not None and _local(current) != "process":
+        if (current.get("id") or "") in lanes:
+            return True
+        current = current.getparent()
+    return False
 
 
 def _effective_lane(node: etree._Element, lanes: dict[str, str | None]) -> str | None:
