@@ -19,6 +19,7 @@ from api import (
     limits,
     messages,
     metrics,
+    migrations,
     tasks,
 )
 from api.schemas import ProblemOut
@@ -104,6 +105,7 @@ def create_app(
         definitions.blp,
         definitions.deployments_blp,
         messages.blp,
+        migrations.blp,
         incidents.blp,
         metrics.blp,
     ):
@@ -121,6 +123,7 @@ SCOPES = (
     "tasks:write",
     "instances:read",
     "instances:write",
+    "instances:migrate",
     "approvals:decide",
     "definitions:deploy",
     "audit:read",

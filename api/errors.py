@@ -21,6 +21,7 @@ from engine.errors import (
     UnsafeXMLError,
     ValidationError,
 )
+from engine.migration import MigrationRefusedError
 
 PROBLEM_BASE = "https://opsflow.dev/problems/"
 log = logging.getLogger("opsflow.api")
@@ -67,6 +68,8 @@ def handle_engine_error(error: EngineError) -> Response:
         extra["problems"] = error.problems
     if isinstance(error, CorrelationError):
         extra["matches"] = error.matches
+    if isinstance(error, MigrationRefusedError):
+        extra["reasons"] = [{"element_id": r.element_id, "message": r.message} for r in error.report.reasons]
     if status >= 500:
         log.error("engine_error code=%s detail=%s", error.code, error.detail)
     return problem(status, error.code, error.title, error.detail, **extra)
@@ -110,10 +113,26 @@ def handle_http_error(error: HTTPException) -> Response:
             errors.update(_flatten(fields))
         extra["errors"] = errors
         code = "validation-failed"
+    if status == 413:
+        return _too_large()
     response = problem(status, code, error.name or "Error", error.description, **extra)
     if status == 405 and error.get_response().headers.get("Allow"):
         response.headers["Allow"] = error.get_response().headers["Allow"]
     return response
+
+
+def _too_large() -> Response:
+    """Werkzeug refuses an over-long body before any view runs; say which limit, in our words."""
+    limit = request.max_content_length
+    where = "this endpoint's" if limit is None else f"the {limit}-byte"
+    return problem(
+        413,
+        LimitExceededError.code,
+        LimitExceededError.title,
+        f"the request body is larger than {where} limit",
+        errors={"$": [f"larger than {limit} bytes" if limit else "too large"]},
+        limit=limit,
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:

@@ -10,6 +10,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from api.blueprint import ApiBlueprint
+from api.errors import problem
 from engine.container import Services
 from engine.models import WorkerHeartbeat
 
@@ -49,5 +50,7 @@ class Ready(MethodView):
                 newest = session.scalar(sa.select(sa.func.max(WorkerHeartbeat.seen_at)))
             fresh = newest is not None and svc.clock.now() - newest < HEARTBEAT_STALE
             checks["worker"] = "ok" if fresh else "no recent heartbeat"
-        ok = all(v == "ok" for v in checks.values())
-        return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+        if all(v == "ok" for v in checks.values()):
+            return {"status": "ok", "checks": checks}
+        failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
+        return problem(503, "not-ready", "Not ready", f"not ready to serve ({failing})", checks=checks)

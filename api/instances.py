@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,16 @@ from flask.views import MethodView
 from sqlalchemy.orm import Session
 
 from api.blueprint import ApiBlueprint
-from api.context import actor, audit_log, cross_unit_roles, instance_service, purpose, services, transaction
+from api.context import (
+    actor,
+    audit_log,
+    cross_unit_roles,
+    instance_service,
+    purpose,
+    services,
+    settings,
+    transaction,
+)
 from api.paging import INT64, Sort, decode_cursor, encode_cursor, split_page
 from api.schemas import (
     CancelIn,
@@ -69,9 +79,18 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _key_cutoff() -> datetime:
+    """Idempotency keys older than this are forgotten: a repeat after it starts a new instance."""
+    return services().clock.now() - timedelta(hours=settings().idempotency_key_hours)
+
+
 def _replay(session: Session, key: str, principal: Principal, request_hash: str) -> ProcessInstance | None:
     record = session.get(IdempotencyRecord, (key, principal.subject))
     if record is None:
+        return None
+    if record.created_at < _key_cutoff():
+        session.delete(record)
+        session.flush()
         return None
     if record.request_hash != request_hash:
         raise IdempotencyConflictError(
@@ -155,6 +174,9 @@ class Instances(MethodView):
                 started_by=actor(principal),
             )
             if key is not None:
+                session.execute(
+                    sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < _key_cutoff())
+                )
                 session.add(
                     IdempotencyRecord(
                         key=key,

@@ -59,8 +59,14 @@ def visible_task(session: Session, task_id: str, principal: Principal) -> HumanT
     return task
 
 
+def is_guarded(task: HumanTask) -> bool:
+    """Whether taking the task is limited by rank or separation of duties: every approval, and any task
+    whose process names a required rank, excluded subjects or an investigation team."""
+    return task.is_approval or bool(task.required_rank or task.excluded_subjects or task.team_subjects)
+
+
 def approval_check(principal: Principal, task: HumanTask) -> ApprovalCheck:
-    """Rank and separation of duties for an approval task (``rank-too-low``, ``separation-of-duties``)."""
+    """Rank and separation of duties for a guarded task (``rank-too-low``, ``separation-of-duties``)."""
     return check_approval(
         principal,
         required_rank=task.required_rank,
@@ -167,7 +173,7 @@ class ClaimTask(MethodView):
         principal = current_principal()
         with transaction() as session:
             task = visible_task(session, str(task_id), principal)
-            if task.is_approval:
+            if is_guarded(task):
                 approval_check(principal, task)
             return instance_service(session).claim(task.id, actor=actor(principal))
 
@@ -217,20 +223,21 @@ class CompleteTask(MethodView):
     def post(self, body: dict[str, Any], task_id: uuid.UUID) -> HumanTask:
         """Complete a task with the data of its form; an unclaimed task is claimed by completing it.
 
-        An approval task also needs the approvals:decide scope and passes the same rank and
-        separation-of-duties checks as `POST /approvals/{task_id}/decision`.
+        An approval task also needs the approvals:decide scope. Approvals, and tasks whose process
+        sets a required rank, excluded subjects or a team, pass the same rank and separation-of-duties
+        checks as `POST /approvals/{task_id}/decision`.
         """
         principal = current_principal()
         with transaction() as session:
             task = visible_task(session, str(task_id), principal)
             flagged = False
-            if task.is_approval:
-                if not principal.has_scope("approvals:decide"):
-                    raise AuthorizationError(
-                        "scope-missing",
-                        "deciding an approval needs the scope approvals:decide",
-                        scopes=("approvals:decide",),
-                    )
+            if task.is_approval and not principal.has_scope("approvals:decide"):
+                raise AuthorizationError(
+                    "scope-missing",
+                    "deciding an approval needs the scope approvals:decide",
+                    scopes=("approvals:decide",),
+                )
+            if is_guarded(task):
                 flagged = approval_check(principal, task).flagged
             return instance_service(session).complete_task(
                 task.id, body["data"], actor=actor(principal), flagged=flagged

@@ -59,6 +59,7 @@ SCOPES: frozenset[str] = frozenset(
         "tasks:write",
         "instances:read",
         "instances:write",
+        "instances:migrate",
         "approvals:decide",
         "definitions:deploy",
         "audit:read",

@@ -32,7 +32,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.forms import validate_data
-from engine.models import HumanTask, Incident, ProcessDefinition, ProcessInstance, TaskHistory
+from engine.models import HumanTask, Incident, ProcessInstance, TaskHistory
 from engine.registry import SpecRegistry, get_definition
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
 from engine.sandbox import script_error_in
@@ -43,6 +43,22 @@ READY, TASK_COMPLETED, TASK_CANCELLED = "ready", "completed", "cancelled"
 CLASSIFICATIONS = ("OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET", "TOP SECRET")
 DEFAULT_PRIORITY = 50
 DECISIONS = ("granted", "refused", "returned")
+# The inbox columns a definition decides (as opposed to the case, the people or the clock).
+_DEFINITION_FIELDS = (
+    "process_version",
+    "element_id",
+    "name",
+    "lane",
+    "role",
+    "priority",
+    "form",
+    "is_approval",
+    "required_rank",
+    "excluded_subjects",
+    "team_subjects",
+    "team_policy",
+    "summary",
+)
 
 
 @dataclass(frozen=True)
@@ -266,11 +282,9 @@ class InstanceService:
         task, instance = self._lock_task(task_id)
         if task.assignee is not None and task.assignee != actor.subject:
             raise TaskNotReadyError(f"task {task_id} is held by someone else", assignee=task.assignee)
-        definition = self.session.get(ProcessDefinition, instance.definition_id)
-        assert definition is not None  # noqa: S101  (foreign key guarantees it)
         payload = dict(data)
         if task.form:
-            form = self.ctx.registry.form(definition, task.form)
+            form = self.ctx.registry.form_by_id(self.session, instance.definition_id, task.form)
             if form is not None:
                 validate_data(task.form, form["schema"], payload)
         if task.is_approval:
@@ -418,6 +432,35 @@ class InstanceService:
         )
         return instance
 
+    def rebase(self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor) -> None:
+        """Used by migrations: save a locked instance whose workflow now follows another definition.
+
+        Open inbox rows keep their id, creation and assignee, and take the element, lane, role, form,
+        priority, due time and approval settings of the new definition; an assignee is released when
+        the role changes. Timer and message rows follow through the hooks. No step is run.
+        """
+        ready = {t.id: t for t in self.runtime.ready_user_tasks(workflow)}
+        for row in self.open_tasks(instance.id):
+            spec = ready.get(row.id)
+            if spec is None:
+                row.status = TASK_CANCELLED
+                row.completed_at = self.clock.now()
+                continue
+            fresh = self._new_task(instance, workflow, spec, actor=actor)
+            if fresh.role != row.role:
+                row.assignee = None
+            for name in _DEFINITION_FIELDS:
+                setattr(row, name, getattr(fresh, name))
+            row.due_at = self._due(workflow, spec, row.created_at)  # a relative due counts from creation
+        known = {row.id for row in self.open_tasks(instance.id)}
+        for spec in ready.values():
+            if spec.id not in known:
+                self.session.add(self._new_task(instance, workflow, spec, actor=actor))
+        self.session.flush()
+        for hook in self.ctx.hooks:
+            hook.after_step(self.session, instance, workflow, self)
+        self._save(instance, workflow)
+
     def advance_loaded(
         self, instance: ProcessInstance, workflow: Workflow, *, actor: Actor, step: Any
     ) -> None:
@@ -441,10 +484,17 @@ class InstanceService:
         return self._lock_instance(instance_id)
 
     def _lock_task(self, task_id: str) -> tuple[HumanTask, ProcessInstance]:
-        instance_id = self.session.scalar(sa.select(HumanTask.instance_id).where(HumanTask.id == task_id))
-        if instance_id is None:
+        # One statement finds the task's case and locks the case row; the task is then read again, as
+        # the first read may predate a writer the lock made us wait for.
+        instance = self.session.scalars(
+            sa.select(ProcessInstance)
+            .join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+            .where(HumanTask.id == task_id)
+            .with_for_update(of=ProcessInstance)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if instance is None:
             raise NotFoundError(f"task {task_id} does not exist")
-        instance = self._lock_instance(instance_id)
         task = self.session.scalars(
             sa.select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True)
         ).one()
@@ -466,9 +516,7 @@ class InstanceService:
         return self._load(instance)
 
     def _load(self, instance: ProcessInstance) -> Workflow:
-        definition = self.session.get(ProcessDefinition, instance.definition_id)
-        assert definition is not None  # noqa: S101  (foreign key guarantees it)
-        bundle = self.ctx.registry.bundle(self.session, definition)
+        bundle = self.ctx.registry.bundle_by_id(self.session, instance.definition_id)
         return self.runtime.load(instance.state, version=instance.serializer_version, bundle=bundle)
 
     def _check_size(self, data: Mapping[str, Any]) -> None:

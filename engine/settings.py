@@ -66,6 +66,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 32
     max_instance_data_bytes: int = 512 * 1024
+    idempotency_key_hours: int = 24
     timer_lease_seconds: int = 60
     timer_max_attempts: int = 5
     timer_batch_size: int = 100
@@ -91,6 +92,9 @@ class Settings:
             max_json_depth=_int(env, "OPSFLOW_MAX_JSON_DEPTH", defaults.max_json_depth, minimum=2),
             max_instance_data_bytes=_int(
                 env, "OPSFLOW_MAX_INSTANCE_DATA_BYTES", defaults.max_instance_data_bytes, minimum=1024
+            ),
+            idempotency_key_hours=_int(
+                env, "OPSFLOW_IDEMPOTENCY_KEY_HOURS", defaults.idempotency_key_hours, minimum=1
             ),
             timer_lease_seconds=_int(
                 env, "OPSFLOW_TIMER_LEASE_SECONDS", defaults.timer_lease_seconds, minimum=1

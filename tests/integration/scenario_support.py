@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from api_support import Api, Person
+
 from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
@@ -34,10 +35,21 @@ def project_files() -> list[SourceFile]:
     return files
 
 
-def deploy_project(services: Services) -> None:
-    """Deploy the shipped processes as the server does at boot."""
+def deploy_project(services: Services, *, only: tuple[str, ...] = ()) -> None:
+    """Deploy the shipped processes as the server does at boot.
+
+    ``only`` names BPMN and DMN files (``"custody_detention.bpmn"``) to deploy alone with the forms
+    they name, which keeps a scenario's setup short; by default everything is deployed.
+    """
+    files = project_files()
+    if only:
+        chosen = [f for f in files if f.name in only]
+        assert len(chosen) == len(only), f"no such process files: {set(only) - {f.name for f in chosen}}"
+        text = "".join(f.text for f in chosen)
+        forms = [f for f in files if f.name.endswith(".json") and f'"{f.name.split(".")[0]}"' in text]
+        files = chosen + forms
     with transaction(services.sessions) as session:
-        Deployer(session, services.context.registry, services.clock).deploy(project_files(), by="tests")
+        Deployer(session, services.context.registry, services.clock).deploy(files, by="tests")
 
 
 def person(
@@ -160,7 +172,9 @@ class Case:
         assert response.status_code == status, response.get_data(as_text=True)
         return response.get_json()
 
-    def message(self, who: Person, name: str, correlation: Any, variables: dict[str, Any] | None = None) -> Any:
+    def message(
+        self, who: Person, name: str, correlation: Any, variables: dict[str, Any] | None = None
+    ) -> Any:
         response = self.api.post(
             "/api/v1/messages",
             who,
@@ -172,11 +186,13 @@ class Case:
     # -- time --------------------------------------------------------------------------------------
 
     def advance(self, delta: timedelta) -> int:
-        """Move the clock on by ``delta`` and fire every timer now due, in due order; returns how many fired."""
+        """Move the clock on by ``delta`` and fire every timer now due; returns how many fired."""
         return advance(self.services, self.clock, delta)
 
 
-def advance(services: Services, clock: FrozenClock, delta: timedelta, *, step: timedelta | None = None) -> int:
+def advance(
+    services: Services, clock: FrozenClock, delta: timedelta, *, step: timedelta | None = None
+) -> int:
     """Move the clock forward, firing due timers as it goes (``step`` bounds each jump).
 
     Timers that a fired timer arms (a repeating welfare visit, a review cycle) fire in turn when

@@ -201,3 +201,30 @@ def test_an_approval_not_decided_in_time_lapses_and_leaves_the_list(
     assert_problem(decide(api, AUTHORISER, case["task_id"]), 409, "task-not-ready")
     detail = api.get(f"/api/v1/process-instances/{case['instance_id']}", APPLICANT).get_json()
     assert (detail["status"], detail["timers"], detail["open_tasks"]) == ("completed", [], [])
+
+
+def test_a_task_that_is_not_an_approval_still_applies_rank_and_separation_of_duties(
+    api: Api, services: Services
+) -> None:
+    """A review task with a required rank, excluded subjects and a team is guarded like an approval."""
+    deploy(services, "api_guarded_task.bpmn", "api_application.schema.json")
+    guarded = applied(api, services, "api_guarded_task")
+    base = f"/api/v1/tasks/{guarded['task_id']}"
+    low = assert_problem(api.post(f"{base}/complete", INSPECTOR, json={"data": {}}), 403, "rank-too-low")
+    assert "Superintendent" in low["detail"]
+    assert_problem(api.post(f"{base}/claim", INSPECTOR), 403, "rank-too-low")
+    own = assert_problem(
+        api.post(f"{base}/complete", APPLICANT_AS_AUTHORISER, json={"data": {}}), 403, "separation-of-duties"
+    )
+    assert "separation of duties" in own["detail"]
+    team = assert_problem(
+        api.post(f"{base}/complete", TEAM_MEMBER, json={"data": {}}), 403, "separation-of-duties"
+    )
+    assert "investigation team" in team["detail"]
+    with transaction(services.sessions) as session:
+        assert session.get(HumanTask, guarded["task_id"]).status == "ready"  # type: ignore[union-attr]
+    done = api.post(f"{base}/complete", AUTHORISER, json={"data": {}})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["completed_by"] == "supt.khan"
+    with transaction(services.sessions) as session:
+        assert session.get(ProcessInstance, guarded["instance_id"]).status == "completed"  # type: ignore[union-attr]

@@ -24,7 +24,7 @@ from api_support import (
 from engine.clock import FrozenClock
 from engine.container import Services
 from engine.db import transaction
-from engine.models import AuditEvent, HumanTask, ProcessInstance, Timer
+from engine.models import AuditEvent, HumanTask, IdempotencyRecord, ProcessInstance, Timer
 
 STARTER = APPLICANT
 REVIEWER = Person("dcs.review", roles=("review_officer",), units=(), clearance="TOP SECRET")
@@ -101,6 +101,25 @@ def test_idempotency_key_returns_the_same_instance(api: Api, services: Services,
     assert_problem(bad_key, 422, "validation-failed")
     with transaction(services.sessions) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ProcessInstance)) == 2
+
+
+def test_an_idempotency_key_is_forgotten_after_its_lifetime(
+    api: Api, services: Services, clock: FrozenClock, deployed: None
+) -> None:
+    path = "/api/v1/process-instances"
+    key = {"Idempotency-Key": "start-OP-KESTREL-2"}
+    first = api.post(path, STARTER, json=BODY, headers=key)
+    clock.advance(timedelta(hours=23, minutes=59))
+    assert api.post(path, STARTER, json=BODY, headers=key).get_json()["id"] == first.get_json()["id"]
+    clock.advance(timedelta(minutes=2))
+    later = api.post(path, STARTER, json={**BODY, "business_key": "OP-NEXT"}, headers=key)
+    assert later.status_code == 201  # a day on, the key may name a new request
+    assert later.get_json()["id"] != first.get_json()["id"]
+    other = api.post(path, STARTER.but(subject="dc.shah"), json=BODY, headers={"Idempotency-Key": "k-2"})
+    assert other.status_code == 201
+    with transaction(services.sessions) as session:
+        keys = session.execute(sa.select(IdempotencyRecord.key, IdempotencyRecord.principal)).all()
+    assert sorted(keys) == [("k-2", "dc.shah"), ("start-OP-KESTREL-2", STARTER.subject)]
 
 
 def test_concurrent_repeats_of_one_idempotent_start_make_one_instance(

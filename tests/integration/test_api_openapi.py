@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from api_support import APPLICANT, FIXTURES, Api, Person, assert_problem, deploy, open_tasks, start_case
 
+from engine.clock import FrozenClock
 from engine.container import Services
+from engine.db import transaction
+from engine.models import WorkerHeartbeat
 
 PROBLEM = "application/problem+json"
 OPERATOR = Person("client:prometheus", roles=(), units=(), scopes=("admin",))
@@ -123,3 +127,25 @@ def test_every_protected_operation_refuses_no_token_and_a_token_without_its_scop
                 assert all(scope in refused["detail"] for scope in requirement["oauth2"])
             checked += 1
     assert checked >= 25
+
+
+def test_probes_report_the_database_and_the_timer_workers(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    assert api.client.get("/api/v1/health/live").get_json() == {"status": "ok"}
+    not_ready = api.client.get("/api/v1/health/ready")
+    problem = assert_problem(not_ready, 503, "not-ready")
+    assert problem["checks"] == {"database": "ok", "worker": "no recent heartbeat"}
+    assert "worker: no recent heartbeat" in problem["detail"]
+
+    worker = WorkerHeartbeat(
+        worker_id="w-1", hostname="node-1", pid=42, started_at=clock.now(), seen_at=clock.now()
+    )
+    with transaction(services.sessions) as session:
+        session.add(worker)
+    ready = api.client.get("/api/v1/health/ready")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ok", "checks": {"database": "ok", "worker": "ok"}}
+
+    clock.advance(timedelta(seconds=31))  # the worker stopped beating
+    assert_problem(api.client.get("/api/v1/health/ready"), 503, "not-ready")

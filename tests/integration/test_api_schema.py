@@ -46,6 +46,7 @@ EVERYONE = Person(
         "tasks:write",
         "instances:read",
         "instances:write",
+        "instances:migrate",
         "approvals:decide",
         "definitions:deploy",
         "audit:read",

@@ -228,3 +228,21 @@ def test_eight_clients_completing_one_task_one_wins(api: Api, submit_task: dict[
         thread.join(timeout=60)
     assert sorted(statuses) == [200] + [409] * 7, bodies
     assert all(b["code"] == "task-not-ready" for b in bodies if b.get("status") == 409)
+
+
+def test_a_person_excluded_from_an_ordinary_task_may_neither_take_nor_complete_it(
+    api: Api, submit_task: dict[str, str]
+) -> None:
+    """Separation of duties holds for every task with ``exclude_subjects``, not only for approvals."""
+    both = Person("dc.jones", roles=("applicant", "authorising_officer"), name="DC Jones")
+    submit = f"/api/v1/tasks/{submit_task['task_id']}/complete"
+    assert api.post(submit, both, json={"data": {"subject": "Kestrel"}}).status_code == 200
+    [review] = open_tasks(api, AUTHORISER)
+    assert review["is_approval"] is False
+    base = f"/api/v1/tasks/{review['id']}"
+    for action, body in (("claim", None), ("complete", {"data": {"continue_review": False}})):
+        problem = assert_problem(api.post(f"{base}/{action}", both, json=body), 403, "separation-of-duties")
+        assert "separation of duties" in problem["detail"]
+    done = api.post(f"{base}/complete", AUTHORISER, json={"data": {"continue_review": False}})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["completed_by"] == "supt.khan"
