@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from api_support import APPLICANT, OUTSIDER, Api, assert_problem
 from api_support import open_tasks as inbox
+from click.testing import CliRunner
+from flask import Flask
 
 from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
@@ -363,3 +366,41 @@ def test_http_bulk_reports_each_instance(api: Api, services: Services) -> None:
     assert outcome[first]["outcome"] == "migrated"
     assert [r["element_id"] for r in outcome[at_decide]["report"]["reasons"]] == ["decide"]
     assert [instance_row(services, i).process_version for i in (first, at_decide)] == [3, 1]
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def test_cli_single_and_bulk(services: Services) -> None:
+    from api.migrate_cli import migrate_command
+
+    deploy(services, "casefile_v1.bpmn")
+    at_gather, at_decide = start(services), start(services)
+    complete(services, at_decide, "gather")
+    deploy(services, "casefile_v2.bpmn")
+    deploy(services, "casefile_v3.bpmn")
+    app = Flask("migrate-test")
+    app.extensions["opsflow"] = services
+    runner = CliRunner()
+    with app.app_context():
+        dry = runner.invoke(migrate_command, [at_decide, "--to-version", "3", "--dry-run"])
+        assert dry.exit_code == 1, dry.output
+        assert "refused  decide: the case is at decide (ready)" in dry.output
+        bad = runner.invoke(migrate_command, [at_decide, "--to-version", "3", "--map", "decide"])
+        assert bad.exit_code == 2
+        assert "is not OLD_ID=NEW_ID" in bad.output
+        mapped = runner.invoke(
+            migrate_command,
+            [at_decide, "--to-version", "3", "--map", "decide=final_decision", "--by", "pd.carter"],
+        )
+        assert mapped.exit_code == 0, mapped.output
+        assert "ready    decide -> final_decision" in mapped.output
+        bulk = runner.invoke(
+            migrate_command,
+            ["--process", "casefile", "--from-version", "1", "--to-version", "2", "--format", "json"],
+        )
+        assert bulk.exit_code == 0, bulk.output
+    assert [(r["instance_id"], r["outcome"]) for r in json.loads(bulk.output)] == [(at_gather, "migrated")]
+    assert [instance_row(services, i).process_version for i in (at_gather, at_decide)] == [2, 3]
+    (event,) = migrations(services, at_decide)
+    assert event.actor == "pd.carter"
