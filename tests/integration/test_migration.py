@@ -18,6 +18,7 @@ from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
 from engine.db import transaction
+from engine.errors import InstanceStateError
 from engine.instances import Actor, InstanceService
 from engine.migration import (
     KEPT,
@@ -262,6 +263,27 @@ def test_bulk_moves_the_rest_when_one_is_refused(services: Services) -> None:
     assert [instance_row(services, i).process_version for i in (first, second, at_decide)] == [3, 3, 1]
     assert len(migrations(services, first)) == 1
     assert migrations(services, at_decide) == []
+
+
+def test_a_suspended_case_moves_and_stays_suspended_but_a_finished_one_does_not(services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    suspended, finished = start(services), start(services)
+    complete(services, finished, "gather")
+    complete(services, finished, "decide")
+    deploy(services, "casefile_v2.bpmn")
+    with transaction(services.sessions) as session:
+        InstanceService(session, services.context).suspend(suspended, actor=OFFICER)
+    (waiting,) = open_tasks(services, suspended)
+
+    migrate(services, suspended, 2)
+    row = instance_row(services, suspended)
+    assert (row.status, row.process_version) == ("suspended", 2)
+    assert [(t.id, t.status, t.process_version) for t in open_tasks(services, suspended)] == [
+        (waiting.id, "ready", 2)
+    ]
+    with pytest.raises(InstanceStateError, match="this one is completed"):
+        migrate(services, finished, 2)
+    assert instance_row(services, finished).process_version == 1
 
 
 # -- over HTTP ----------------------------------------------------------------------------------------
