@@ -21,6 +21,7 @@ from engine.db import transaction
 from engine.errors import InstanceStateError
 from engine.instances import Actor, InstanceService
 from engine.migration import (
+    ACTIVITY_START,
     KEPT,
     ORIGINAL_START,
     MigrationRefusedError,
@@ -29,6 +30,7 @@ from engine.migration import (
 )
 from engine.models import AuditEvent, HumanTask, ProcessInstance, Timer
 from engine.registry import Deployer
+from engine.worker import TimerWorker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "migration"
 OFFICER = Actor("dc.jones", "DC Jones")
@@ -284,6 +286,42 @@ def test_a_suspended_case_moves_and_stays_suspended_but_a_finished_one_does_not(
     with pytest.raises(InstanceStateError, match="this one is completed"):
         migrate(services, finished, 2)
     assert instance_row(services, finished).process_version == 1
+
+
+def test_boundary_timers_follow_the_activity_they_are_attached_to(
+    services: Services, clock: FrozenClock
+) -> None:
+    deploy(services, "casefile_v1.bpmn")  # the deadline is on "gather"
+    at_gather, at_decide = start(services), start(services)
+    clock.advance(timedelta(hours=1))
+    complete(services, at_decide, "gather")
+    deploy(services, "casefile_v4.bpmn")  # version 2 here: the deadline (P3D) is on "decide"
+    clock.advance(timedelta(days=1))
+
+    moved = migrate(services, at_gather, 2)
+    assert [(e.element_id, e.change) for e in moved.elements] == [
+        ("deadline", "dropped"),
+        ("gather", "moved"),
+    ]
+    assert timers(services, at_gather) == []
+
+    armed = migrate(services, at_decide, 2)
+    assert [(e.element_id, e.change) for e in armed.elements] == [("deadline", "added"), ("decide", "moved")]
+    (timer,) = armed.timers
+    due = T0 + timedelta(hours=1, days=3)  # counted from when "decide" reached the inbox
+    assert (timer.basis, timer.to_due_at) == (ACTIVITY_START, due)
+    assert [(t.element_id, t.due_at) for t in timers(services, at_decide)] == [("deadline", due)]
+    (decide,) = open_tasks(services, at_decide)
+    assert decide.due_at == due
+
+    clock.set(due + timedelta(minutes=1))
+    assert TimerWorker(services, worker_id="migration-test").fire_due() == 1
+    assert instance_row(services, at_decide).status == "completed"
+    assert open_tasks(services, at_decide) == []
+    with services.sessions() as session:
+        assert InstanceService(session, services.context).variables(at_decide)["lapsed"] is True
+    complete(services, at_gather, "gather")
+    assert [t.element_id for t in open_tasks(services, at_gather)] == ["peer_review"]
 
 
 # -- over HTTP ----------------------------------------------------------------------------------------
