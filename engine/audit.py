@@ -25,6 +25,7 @@ KINDS = frozenset(
     {"collection", "alteration", "consultation", "disclosure", "combination", "erasure", "engine", "security"}
 )
 SYSTEM_CHAIN = "system"
+_HELD_CHAINS = "opsflow.audit.held_chains"
 GENESIS = "0" * 64
 
 
@@ -73,13 +74,7 @@ class AuditLog:
         if kind not in KINDS:
             raise ValueError(f"unknown audit kind {kind!r}")
         chain_key = instance_id or SYSTEM_CHAIN
-        chain = self.session.scalars(
-            sa.select(AuditChain).where(AuditChain.chain == chain_key).with_for_update()
-        ).one_or_none()
-        if chain is None:
-            chain = AuditChain(chain=chain_key, seq=0, last_hash=GENESIS)
-            self.session.add(chain)
-            self.session.flush()
+        chain = self._locked_chain(chain_key)
         event = AuditEvent(
             chain=chain_key,
             seq=chain.seq + 1,
@@ -101,6 +96,29 @@ class AuditLog:
         chain.last_hash = event.hash
         self.session.add(event)
         return event
+
+    def _locked_chain(self, key: str) -> AuditChain:
+        """The chain's row, locked for the rest of the transaction.
+
+        Once locked, the row is remembered for the transaction, so a step that writes several events
+        to one case reads its chain once; a new chain is inserted with its first event.
+        """
+        transaction = self.session.get_transaction()
+        held = self.session.info.get(_HELD_CHAINS)
+        if held is None or held[0] is not transaction:
+            held = (transaction, {})
+            self.session.info[_HELD_CHAINS] = held
+        chains: dict[str, AuditChain] = held[1]
+        chain = chains.get(key)
+        if chain is None:
+            chain = self.session.scalars(
+                sa.select(AuditChain).where(AuditChain.chain == key).with_for_update()
+            ).one_or_none()
+            if chain is None:
+                chain = AuditChain(chain=key, seq=0, last_hash=GENESIS)
+                self.session.add(chain)
+            chains[key] = chain
+        return chain
 
 
 @dataclass(frozen=True)

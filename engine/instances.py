@@ -32,7 +32,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.forms import validate_data
-from engine.models import HumanTask, Incident, ProcessDefinition, ProcessInstance, TaskHistory
+from engine.models import HumanTask, Incident, ProcessInstance, TaskHistory
 from engine.registry import SpecRegistry, get_definition
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
 from engine.sandbox import script_error_in
@@ -282,11 +282,9 @@ class InstanceService:
         task, instance = self._lock_task(task_id)
         if task.assignee is not None and task.assignee != actor.subject:
             raise TaskNotReadyError(f"task {task_id} is held by someone else", assignee=task.assignee)
-        definition = self.session.get(ProcessDefinition, instance.definition_id)
-        assert definition is not None  # noqa: S101  (foreign key guarantees it)
         payload = dict(data)
         if task.form:
-            form = self.ctx.registry.form(definition, task.form)
+            form = self.ctx.registry.form_by_id(self.session, instance.definition_id, task.form)
             if form is not None:
                 validate_data(task.form, form["schema"], payload)
         if task.is_approval:
@@ -486,10 +484,17 @@ class InstanceService:
         return self._lock_instance(instance_id)
 
     def _lock_task(self, task_id: str) -> tuple[HumanTask, ProcessInstance]:
-        instance_id = self.session.scalar(sa.select(HumanTask.instance_id).where(HumanTask.id == task_id))
-        if instance_id is None:
+        # One statement finds the task's case and locks the case row; the task is then read again, as
+        # the first read may predate a writer the lock made us wait for.
+        instance = self.session.scalars(
+            sa.select(ProcessInstance)
+            .join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+            .where(HumanTask.id == task_id)
+            .with_for_update(of=ProcessInstance)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if instance is None:
             raise NotFoundError(f"task {task_id} does not exist")
-        instance = self._lock_instance(instance_id)
         task = self.session.scalars(
             sa.select(HumanTask).where(HumanTask.id == task_id).execution_options(populate_existing=True)
         ).one()
@@ -511,9 +516,7 @@ class InstanceService:
         return self._load(instance)
 
     def _load(self, instance: ProcessInstance) -> Workflow:
-        definition = self.session.get(ProcessDefinition, instance.definition_id)
-        assert definition is not None  # noqa: S101  (foreign key guarantees it)
-        bundle = self.ctx.registry.bundle(self.session, definition)
+        bundle = self.ctx.registry.bundle_by_id(self.session, instance.definition_id)
         return self.runtime.load(instance.state, version=instance.serializer_version, bundle=bundle)
 
     def _check_size(self, data: Mapping[str, Any]) -> None:

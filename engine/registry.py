@@ -47,6 +47,7 @@ class SpecRegistry:
     def __init__(self, forms: FormRegistry | None = None) -> None:
         self.forms = forms or FormRegistry()
         self._bundles: dict[int, SpecBundle] = {}
+        self._forms: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def bundle(self, session: Session, definition: ProcessDefinition) -> SpecBundle:
@@ -72,13 +73,38 @@ class SpecRegistry:
                 files.extend(self._sources(session, called, seen=seen))
         return _unique_sources(files)
 
+    def bundle_by_id(self, session: Session, definition_id: int) -> SpecBundle:
+        """The parsed spec of a definition version; a deployed version never changes, so once parsed
+        it is served without reading the definition row again."""
+        cached = self._bundles.get(definition_id)
+        if cached is not None:
+            return cached
+        definition = session.get(ProcessDefinition, definition_id)
+        if definition is None:
+            raise NotFoundError(f"process definition {definition_id} does not exist")
+        return self.bundle(session, definition)
+
     def form(self, definition: ProcessDefinition, name: str) -> dict[str, Any] | None:
         form = definition.resources.get("forms", {}).get(name)
+        return form if form is not None else self.forms.get(name)
+
+    def form_by_id(self, session: Session, definition_id: int, name: str) -> dict[str, Any] | None:
+        """The form ``name`` as pinned in a definition version (cached like the spec)."""
+        pinned = self._forms.get(definition_id)
+        if pinned is None:
+            definition = session.get(ProcessDefinition, definition_id)
+            if definition is None:
+                raise NotFoundError(f"process definition {definition_id} does not exist")
+            pinned = dict(definition.resources.get("forms", {}))
+            with self._lock:
+                self._forms.setdefault(definition_id, pinned)
+        form = pinned.get(name)
         return form if form is not None else self.forms.get(name)
 
     def forget(self, definition_id: int) -> None:
         with self._lock:
             self._bundles.pop(definition_id, None)
+            self._forms.pop(definition_id, None)
 
 
 def get_definition(session: Session, key: str, version: int | None = None) -> ProcessDefinition:

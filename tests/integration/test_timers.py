@@ -304,6 +304,20 @@ def test_timer_inside_an_embedded_subprocess(
     assert variables(services, instance_id)["cooled"] is True
 
 
+def test_case_data_includes_what_a_running_embedded_subprocess_has_set(
+    services: Services, clock: FrozenClock, worker: TimerWorker
+) -> None:
+    deploy(services, "timer_subprocess_data.bpmn")
+    instance_id = start(services, "timer_subprocess_data", case_ref="C-3")
+    data = variables(services, instance_id)
+    assert (data["case_ref"], data["stage"]) == ("C-3", "cooling")
+    assert data["ends_at"] == (T0 + timedelta(days=2)).isoformat()
+    clock.advance(timedelta(days=2))
+    assert worker.fire_due() == 1
+    assert instance_row(services, instance_id).status == "completed"
+    assert variables(services, instance_id)["stage"] == "cooling"
+
+
 def test_a_suspended_instance_keeps_its_timer_until_resumed(
     services: Services, clock: FrozenClock, worker: TimerWorker
 ) -> None:
