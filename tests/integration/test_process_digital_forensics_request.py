@@ -434,7 +434,7 @@ def test_s49_notice_needs_ntac_advice_then_a_circuit_judges_permission(
     ]
 
 
-def test_the_examiner_and_the_report_author_may_not_peer_review(
+def test_non_compliance_is_declared_and_no_examiner_or_author_may_peer_review(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     case = submitted(api, services, clock)
@@ -471,6 +471,7 @@ def test_the_examiner_and_the_report_author_may_not_peer_review(
     case.complete(SECOND_EXAMINER, "write_report", REPORT)
     variables = case.variables(OIC)
     assert (variables["examiner"], variables["report_author"]) == ("ex.jones", "ex.patel")
+    assert (variables["examiners"], variables["report_authors"]) == (["ex.jones"], ["ex.patel"])
     assert variables["fsr_code_compliant"] is False
     assert variables["non_compliance_declaration"].startswith("Chip-off")
 
@@ -497,7 +498,7 @@ def test_the_examiner_and_the_report_author_may_not_peer_review(
     assert reviews == ["ex.okafor", "ex.okafor"]
 
 
-def test_further_examination_returns_to_the_examiner(
+def test_further_examination_returns_to_the_examiners(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     case = submitted(api, services, clock)
@@ -528,9 +529,20 @@ def test_further_examination_returns_to_the_examiner(
             "review_interim_results",
             {"interim_outcome": "further_examination", "further_questions": "Recover deleted messages too."},
         )
-    case.complete(EXAMINER, "examine_exhibits", examination())
+    case.complete(SECOND_EXAMINER, "examine_exhibits", examination())
     case.complete(OIC, "review_interim_results", {"interim_outcome": "proceed_to_report"})
-    assert case.open_elements(OIC) == ["write_report"]
+    case.complete(SECOND_EXAMINER, "write_report", REPORT)
+    variables = case.variables(OIC)
+    assert (variables["examiner"], variables["examiners"]) == ("ex.patel", ["ex.jones", "ex.patel"])
+    # The first rounds' examiner is still excluded from the peer review, though the last round was another's.
+    review = case.task(EXAMINER, "peer_review")
+    assert_problem(
+        api.post(f"/api/v1/tasks/{review['id']}/complete", EXAMINER, json={"data": peer_review()}),
+        403,
+        "separation-of-duties",
+    )
+    case.complete(PEER, "peer_review", peer_review())
+    assert case.open_elements(OIC) == ["schedule_disclosure"]
     elements = [element for element, _ in completed_by(case, OIC)]
     assert elements.count("examine_exhibits") == 4
     assert elements.count("review_interim_results") == 4
