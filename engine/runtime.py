@@ -26,6 +26,8 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
+from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
@@ -196,17 +198,27 @@ class WorkflowRuntime:
         """The case data as it stands: merged from the live tasks, else from the last finished one.
 
         Live tasks inside running embedded subprocesses count too: the subprocess task itself holds only
-        the data it was entered with.
+        the data it was entered with. A called process has its own data and does not count.
         """
         if _FINAL_DATA in workflow.data:
             return dict(workflow.data[_FINAL_DATA])
         tasks = list(_iter_tasks(workflow.task_tree))
         live = [t for t in tasks if t.has_state(_LIVE)]
-        for sub in workflow.subprocesses.values():
+        for sub in _embedded_subprocesses(workflow):
             live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
         if live:
+            # A branch waiting at a join has not handed its data to the join yet: it is on the
+            # token's parent, for the waiting token and for those the join cancelled on arrival.
+            waiting = {
+                t.task_spec for t in tasks if t.has_state(TaskState.WAITING) and isinstance(t.task_spec, Join)
+            }
+            tokens = [
+                t for t in tasks if t.task_spec in waiting and t.has_state(TaskState.WAITING | FINISHED)
+            ]
             merged: dict[str, Any] = {}
-            for task in sorted(live, key=lambda t: t.last_state_change):
+            for task in sorted({*live, *tokens}, key=lambda t: t.last_state_change):
+                if task in tokens and task.parent is not None:
+                    merged.update(task.parent.data)
                 merged.update(task.data)
             return merged
         finished = [t for t in tasks if t.has_state(TaskState.COMPLETED)]
@@ -266,6 +278,11 @@ class WorkflowRuntime:
         spliced out (its single child re-parented to its parent) when that child is also finished.
         The parent of every unfinished task therefore survives: joins still see their completed
         inputs, and a waiting task still inherits data from the step that created it.
+
+        A parallel join that is still waiting keeps the join tasks of the branches that already
+        arrived, and their parents, even though the engine cancelled them: the join counts its
+        arrived inputs through them, so a third branch arriving after a second must still see the
+        first.
         """
         if workflow.is_completed() and _FINAL_DATA not in workflow.data:
             # Compaction leaves only the root of a finished case; keep its final data on the workflow.
@@ -279,11 +296,18 @@ class WorkflowRuntime:
     def _compact_tree(top: Workflow, workflow: Any) -> int:
         root = workflow.task_tree
         removed = 0
+        waiting_joins = {
+            t.task_spec
+            for t in workflow.tasks.values()
+            if t.has_state(TaskState.WAITING) and isinstance(t.task_spec, Join)
+        }
         for task in _post_order(root):
             if task is root:
                 continue
             parent = task.parent
             if parent is None or not (task.has_state(FINISHED) and parent.has_state(FINISHED)):
+                continue
+            if task.task_spec in waiting_joins:
                 continue
             subprocess = top.subprocesses.get(task.id)
             if subprocess is not None and not subprocess.completed:
@@ -291,7 +315,7 @@ class WorkflowRuntime:
             children = task._children
             if len(children) == 1:
                 child = workflow.tasks[children[0]]
-                if not child.has_state(FINISHED):
+                if not child.has_state(FINISHED) or child.task_spec in waiting_joins:
                     continue
                 parent._children[parent._children.index(task.id)] = child.id
                 child._parent = parent.id
@@ -333,6 +357,20 @@ def _iter_tasks(root: Any) -> Iterator[Any]:
         task = stack.pop()
         yield task
         stack.extend(task.children)
+
+
+def _embedded_subprocesses(workflow: Workflow) -> list[Any]:
+    """Running sub-workflows of embedded subprocesses of the case itself, not of called processes."""
+    found = []
+    for sub in workflow.subprocesses.values():
+        owner = workflow.get_task_from_id(sub.parent_task_id) if sub.parent_task_id else None
+        while owner is not None and not isinstance(owner.task_spec, CallActivity):
+            parent = owner.workflow
+            if parent is workflow:
+                found.append(sub)
+                break
+            owner = workflow.get_task_from_id(parent.parent_task_id)
+    return found
 
 
 def _all_ids(workflow: Workflow) -> set[UUID]:
