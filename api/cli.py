@@ -252,11 +252,13 @@ def audit_verify(chain: str | None) -> None:
 
 
 def _register_auth_commands() -> None:
+    from api.migrate_cli import migrate_command
     from auth.cli import rotate_keys_command, seed_demo_command, token_command
 
     main.add_command(token_command, "token")
     main.add_command(rotate_keys_command, "rotate-keys")
     main.add_command(seed_demo_command, "seed-demo")
+    main.add_command(migrate_command, "migrate")
 
 
 _register_auth_commands()

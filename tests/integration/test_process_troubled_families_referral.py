@@ -429,45 +429,30 @@ def test_refused_consent_does_not_block_a_child_protection_referral(
     assert declined.inbox(DATA) == []
 
 
-@pytest.mark.parametrize(
-    ("needs", "children", "expectant", "reason"),
-    [
-        (["domestic_abuse", "education"], True, False, "Fewer than 3 needs across the framework"),
-        ([*NEEDS, "health", "crime"], False, False, "No dependent children or expectant parent"),
-    ],
-    ids=["two-needs", "no-dependants"],
-)
-def test_an_ineligible_family_gets_no_keyworker_under_the_programme(
-    api: Api,
-    services: Services,
-    clock: FrozenClock,
-    needs: list[str],
-    children: bool,
-    expectant: bool,
-    reason: str,
-) -> None:
-    case = start(api, services, clock)
-    case.complete(REFERRER, "make_referral", referral())
-    case.complete(TRIAGE, "triage_referral", triage("early_help"))
-    case.complete(TRIAGE, "record_consent", consent())
-    case.complete(DATA, "check_needs", needs_check(needs, children=children, expectant=expectant))
-    variables = case.variables(DATA)
-    assert (variables["eligible_for_payment"], variables["eligibility_reason"]) == (False, reason)
-    state = case.state(DATA)
-    assert (state["status"], state["open_tasks"]) == ("completed", [])
-    assert case.inbox(TRIAGE) == []
+ELIGIBILITY = [
+    # (needs confirmed, dependent children, expectant parent, eligible, reason)
+    (["domestic_abuse", "education"], True, False, False, "Fewer than 3 needs across the framework"),
+    ([*NEEDS, "health", "crime"], False, False, False, "No dependent children or expectant parent"),
+    (NEEDS, False, True, True, "At least 3 needs, with dependent children or an expectant parent"),
+]
 
 
-def test_expectant_parent_with_three_needs_is_eligible(
-    api: Api, services: Services, clock: FrozenClock
-) -> None:
-    case = start(api, services, clock)
-    case.complete(REFERRER, "make_referral", referral(has_dependent_children=False, expectant_parent=True))
-    case.complete(TRIAGE, "triage_referral", triage("early_help"))
-    case.complete(TRIAGE, "record_consent", consent())
-    case.complete(DATA, "check_needs", needs_check(NEEDS, children=False, expectant=True))
-    assert case.variables(DATA)["eligible_for_payment"] is True
-    assert case.open_elements(TRIAGE) == ["allocate_keyworker"]
+def test_eligibility_comes_from_the_decision_table(api: Api, services: Services, clock: FrozenClock) -> None:
+    """Ineligible families end without a keyworker; an expectant parent with 3 needs is eligible."""
+    for number, (needs, children, expectant, eligible, reason) in enumerate(ELIGIBILITY):
+        case = start(api, services, clock, f"SF-E{number}")
+        case.complete(REFERRER, "make_referral", referral())
+        case.complete(TRIAGE, "triage_referral", triage("early_help"))
+        case.complete(TRIAGE, "record_consent", consent())
+        case.complete(DATA, "check_needs", needs_check(needs, children=children, expectant=expectant))
+        variables = case.variables(DATA)
+        assert (variables["eligible_for_payment"], variables["eligibility_reason"]) == (eligible, reason)
+        state = case.state(DATA)
+        if eligible:
+            assert [t["element_id"] for t in case.inbox(TRIAGE)] == ["allocate_keyworker"]
+        else:
+            assert (state["status"], state["open_tasks"]) == ("completed", [])
+            assert case.inbox(TRIAGE) == []
 
     universal = start(api, services, clock, "SF-UNIVERSAL")
     universal.complete(REFERRER, "make_referral", referral())
