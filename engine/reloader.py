@@ -39,7 +39,8 @@ class ProcessReloader:
     Every file of both directories goes to the deployer together, so a changed form or decision table
     reaches the processes that use it, and unchanged processes keep their version. A file that fails
     validation is reported (to ``report`` when given, else to the log) and the previous version stays
-    deployed; the server carries on. Polling needs no platform support and costs one ``stat`` per file per interval.
+    deployed; the server carries on. Polling needs no platform support and costs one ``stat`` per file
+    per interval.
     """
 
     def __init__(
