@@ -44,7 +44,7 @@ GOLDEN_HOUR = {
     "victim_details": "Adult male, name known to the family liaison team",
     "suspects_identified": False,
     "coroner_informed": True,
-    "initial_actions_summary": "Cordons at both ends of Mill Lane; scene log running; paramedics pronounced life extinct.",
+    "initial_actions_summary": "Cordons at both ends of Mill Lane; scene log running; coroner told.",
     "critical_incident_recommended": False,
 }
 SIO_APPOINTMENT = {
@@ -54,7 +54,7 @@ SIO_APPOINTMENT = {
     "deputy_sio_name": "DI Deputy",
     "policy_file_reference": "PF/KESTREL/1",
     "sensitive_policy_file_reference": "SPF/KESTREL/1",
-    "terms_of_reference": "Investigate the death of the victim on Mill Lane and bring the offender to justice.",
+    "terms_of_reference": "Investigate the death on Mill Lane and bring the offender to justice.",
 }
 
 
@@ -94,7 +94,7 @@ def family_plan(*, agreed: bool) -> dict[str, Any]:
         "family_details": "Parents and two adult siblings living in the city.",
         "flo_names": ["DC Flo"],
         "deployment_objectives": "Gather victimology and keep the family informed of the investigation.",
-        "exit_strategy": "Withdraw after the first court hearing with a named point of contact for the family.",
+        "exit_strategy": "Withdraw after the first court hearing; the family keeps a named contact.",
         "exit_strategy_agreed_with_sio": agreed,
     }
 
@@ -154,36 +154,44 @@ def tasks_of(case: Case, who: Any, element_id: str) -> list[dict[str, Any]]:
 
 
 def complete_id(case: Case, who: Any, task_id: str, data: dict[str, Any]) -> Any:
-    response = case.api.post(f"/api/v1/tasks/{task_id}/complete", who, json={"data": data})
-    return response
+    return case.api.post(f"/api/v1/tasks/{task_id}/complete", who, json={"data": data})
 
 
 def work_action(case: Case, title: str, *, further: list[dict[str, Any]] | None = None) -> None:
     """Allocate, result, check and file the action called ``title``."""
-    for who, element, data in (
+    work_batch(case, [title], further={title: further or []})
+
+
+def work_batch(
+    case: Case, titles: list[str], *, further: dict[str, list[dict[str, Any]]] | None = None
+) -> None:
+    """Take a batch of actions through allocation, result and check, a stage at a time for the batch."""
+    stages = (
         (
             ALLOCATOR,
             "allocate_action",
-            {"allocation_decision": "allocate", "allocated_to": INVESTIGATOR.subject},
+            lambda _t: {"allocation_decision": "allocate", "allocated_to": INVESTIGATOR.subject},
         ),
         (
             INVESTIGATOR,
             "result_action",
-            {"result_summary": f"{title}: statement taken.", "resulted_at": iso(case.clock.now())},
+            lambda t: {"result_summary": f"{t}: statement taken.", "resulted_at": iso(case.clock.now())},
         ),
         (
             RECEIVER,
             "check_action_result",
-            {
+            lambda t: {
                 "check_outcome": "accept",
                 "check_notes": "Result complete and indexed.",
-                "further_actions": further or [],
+                "further_actions": (further or {}).get(t, []),
             },
         ),
-    ):
-        [task] = [t for t in tasks_of(case, who, element) if t["summary"] == title]
-        response = complete_id(case, who, task["id"], data)
-        assert response.status_code == 200, response.get_data(as_text=True)
+    )
+    for who, element, data in stages:
+        open_now = {t["summary"]: t for t in tasks_of(case, who, element)}
+        for title in titles:
+            response = complete_id(case, who, open_now[title]["id"], data(title))
+            assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def history(case: Case, who: Any) -> list[dict[str, Any]]:
@@ -775,7 +783,10 @@ def test_28_day_review_recommendations_are_answered_in_the_policy_file(
         data["policy_file"][1:], answers, answered_at, recommendations, strict=True
     ):
         assert (entry["decision"], entry["rationale"], entry["recorded_at"]) == (response, rationale, at)
-        assert entry["recommendation"] == rec["recommendation"]
+        assert (entry["subject"], entry["recommendation"]) == (
+            f"Review recommendation {ref}",
+            rec["recommendation"],
+        )
     close(case)
     assert case.status(SIO) == "completed"
 
@@ -796,4 +807,116 @@ def test_28_day_review_recommendations_are_answered_in_the_policy_file(
     assert fired == [
         ("early_review_due", iso(reported + timedelta(days=7))),
         ("formal_review_due", iso(formal_at)),
+    ]
+
+
+# -- a long case ----------------------------------------------------------------------------------------
+
+
+def test_a_long_case_runs_21_actions_through_their_lifecycle_and_four_family_updates(
+    api: Api, services: Services, clock: FrozenClock, project: None
+) -> None:
+    priorities = ("high", "medium", "low")
+    fast_track = [action(n, priorities[n % 3]) for n in range(1, 9)]
+    case = open_case(api, services, clock, fast_track)
+    finish_gold(case)
+    case.complete(FLC, "plan_family_liaison", family_plan(agreed=True))
+    case.complete(
+        FLO,
+        "deploy_to_family",
+        {
+            "first_contact_at": iso(clock.now()),
+            "family_members_met": "Mother and father",
+            "information_given": "Explained the investigation and the role of the FLO.",
+            "victims_code_explained": True,
+        },
+    )
+
+    # Four key decisions 30 hours apart, Monday 09:00 to Friday 03:00; each is due by the end of the
+    # next working day, so Friday's decision is due at the end of Monday.
+    expected_due = [
+        "2026-01-07T00:00:00+00:00",
+        "2026-01-08T00:00:00+00:00",
+        "2026-01-09T00:00:00+00:00",
+        "2026-01-13T00:00:00+00:00",
+    ]
+    for n, due in enumerate(expected_due, start=1):
+        case.complete(SIO, "record_policy_decision", policy_decision(f"Key decision {n}", family=True))
+        tell = case.task(FLO, "tell_family")
+        assert tell["due_at"] == due
+        case.complete(FLO, "tell_family", family_told(iso(clock.now())))
+        case.complete(FLO, "record_family_contact", contact(iso(clock.now())))
+        assert case.advance(timedelta(hours=30)) == 0
+    case.complete(SIO, "record_policy_decision", policy_decision("Policy file closed", closed=True))
+    case.complete(FLO, "record_family_contact", contact(iso(clock.now()), ending=True))
+    case.complete(
+        FLC,
+        "review_exit",
+        {
+            "exit_completed_at": iso(clock.now()),
+            "exit_strategy_followed": True,
+            "exit_review_notes": "Exit as planned; the family has a named contact.",
+            "ongoing_contact_point": "DS Coord",
+        },
+    )
+
+    # First batch: eight fast-track actions; the receiver raises a further action from each of four.
+    further = {
+        a["title"]: [{"title": f"{a['title']} (follow-up)", "source_document": f"S{n}", "priority": "high"}]
+        for n, a in enumerate(fast_track[:4], start=1)
+    }
+    work_batch(case, [a["title"] for a in fast_track], further=further)
+    # Second batch: the four follow-ups and four new actions; third batch: five more.
+    batches = [
+        [a["title"] for a in action_list]
+        for action_list in ([action(n) for n in range(9, 13)], [action(n) for n in range(13, 18)])
+    ]
+    expected = [[f[0]["title"] for f in further.values()] + batches[0], batches[1]]
+    for new_titles, expected_titles in zip(batches, expected, strict=True):
+        new_actions = [a for a in (action(n) for n in range(9, 18)) if a["title"] in new_titles]
+        case.complete(
+            OFFICE, "review_action_queue", {"new_actions": new_actions, "action_management_complete": False}
+        )
+        assert sorted(t["summary"] for t in tasks_of(case, ALLOCATOR, "allocate_action")) == sorted(
+            expected_titles
+        )
+        work_batch(case, expected_titles)
+    case.complete(OFFICE, "review_action_queue", {"new_actions": [], "action_management_complete": True})
+
+    finish_charging(case)
+    case.advance(timedelta(days=7))
+    case.complete(
+        REVIEWER,
+        "early_review",
+        {"review_findings": "Lines of enquiry are sound; suspect charged.", "case_detected": True},
+    )
+    close(case)
+    assert case.status(SIO) == "completed"
+
+    data = case.variables(SIO)
+    assert (data["actions_filed"], data["actions_cancelled"]) == (21, 0)
+    assert len(data["action_log"]) == 21
+    assert {a["status"] for a in data["action_log"]} == {"filed"}
+    assert [a["title"] for a in data["action_log"]] == [a["title"] for a in fast_track] + expected[
+        0
+    ] + expected[1]
+    assert all(
+        (a["allocated_to"], a["resulted_by"], a["checked_by"])
+        == (INVESTIGATOR.subject, INVESTIGATOR.subject, RECEIVER.subject)
+        for a in data["action_log"]
+    )
+    assert [e["subject"] for e in data["policy_file"]] == [f"Key decision {n}" for n in range(1, 5)] + [
+        "Policy file closed"
+    ]
+
+    events = history(case, REVIEWER.but(roles=("auditor",)))
+    for element in ("allocate_action", "result_action", "check_action_result"):
+        assert len(completed_by(events, element)) == 21
+    assert completed_by(events, "tell_family") == [FLO.subject] * 4
+    assert completed_by(events, "record_family_contact") == [FLO.subject] * 5
+    assert completed_by(events, "chase_family_update") == []
+    assert not [
+        e
+        for e in events
+        if e["action"] == "timer.fired" and e["detail"]["element_id"] == "family_update_overdue"
     ]
