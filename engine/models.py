@@ -67,7 +67,17 @@ class HumanTask(Base):
 
     __tablename__ = "human_task"
     __table_args__ = (
-        sa.Index("ix_human_task_inbox", "role", "unit", "status", "due_at", "id"),
+        # The inbox: open tasks only, covering the visibility filters so that counts never read the table.
+        sa.Index(
+            "ix_human_task_open_inbox",
+            "role",
+            "unit",
+            "due_at",
+            "id",
+            postgresql_include=["classification", "assignee"],
+            postgresql_where=sa.text("status = 'ready'"),
+            sqlite_where=sa.text("status = 'ready'"),
+        ),
         sa.Index("ix_human_task_assignee_status", "assignee", "status"),
         sa.Index("ix_human_task_instance_id", "instance_id"),
         sa.Index("ix_human_task_status_due_at", "status", "due_at", "id"),

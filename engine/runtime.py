@@ -13,6 +13,8 @@ Everything the rest of the engine knows about SpiffWorkflow passes through here.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.deep_merge import DeepMerge
@@ -101,6 +105,7 @@ class WorkflowRuntime:
         dct = unpack(deepcopy(dict(state)))
         if version != self.serializer_version:
             self._migrate(dct, version, bundle)
+        _wire_loops(bundle)
         workflow = BpmnWorkflow(
             bundle.spec, bundle.subprocess_specs, script_engine=self.script_engine, deserializing=True
         )
@@ -197,17 +202,27 @@ class WorkflowRuntime:
         """The case data as it stands: merged from the live tasks, else from the last finished one.
 
         Live tasks inside running embedded subprocesses count too: the subprocess task itself holds only
-        the data it was entered with.
+        the data it was entered with. A called process has its own data and does not count.
         """
         if _FINAL_DATA in workflow.data:
             return dict(workflow.data[_FINAL_DATA])
         tasks = list(_iter_tasks(workflow.task_tree))
         live = [t for t in tasks if t.has_state(_LIVE)]
-        for sub in workflow.subprocesses.values():
+        for sub in _embedded_subprocesses(workflow):
             live.extend(t for t in _iter_tasks(sub.task_tree) if t.has_state(_LIVE))
         if live:
+            # A branch waiting at a join has not handed its data to the join yet: it is on the
+            # token's parent, for the waiting token and for those the join cancelled on arrival.
+            waiting = {
+                t.task_spec for t in tasks if t.has_state(TaskState.WAITING) and isinstance(t.task_spec, Join)
+            }
+            tokens = [
+                t for t in tasks if t.task_spec in waiting and t.has_state(TaskState.WAITING | FINISHED)
+            ]
             merged: dict[str, Any] = {}
-            for task in sorted(live, key=lambda t: t.last_state_change):
+            for task in sorted({*live, *tokens}, key=lambda t: t.last_state_change):
+                if task in tokens and task.parent is not None:
+                    merged.update(task.parent.data)
                 merged.update(task.data)
             return merged
         finished = [t for t in tasks if t.has_state(TaskState.COMPLETED)]
@@ -329,6 +344,32 @@ class WorkflowRuntime:
         return best
 
 
+_WIRED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_WIRING = threading.Lock()
+
+
+def _wire_loops(bundle: SpecBundle) -> None:
+    """Connect each loop or multi-instance task to the completions of its instances.
+
+    SpiffWorkflow merges an instance's output into its loop task through an event on the instance's
+    spec, connected only when the loop creates an instance. A spec parsed after that (a restarted
+    process, another version) would never hear the remaining instances complete, and the case would
+    stall; so every parsed spec is connected once, before any case is restored against it.
+    """
+    if bundle.spec in _WIRED:
+        return
+    with _WIRING:
+        if bundle.spec in _WIRED:
+            return
+        for process in [bundle.spec, *bundle.subprocess_specs.values()]:
+            for task_spec in process.task_specs.values():
+                if isinstance(task_spec, LoopTask):
+                    child = process.task_specs.get(task_spec.task_spec)
+                    if child is not None and not child.completed_event.is_connected(task_spec.merge_child):
+                        child.completed_event.connect(task_spec.merge_child)
+        _WIRED[bundle.spec] = True
+
+
 def _post_order(root: Any) -> Iterator[Any]:
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
@@ -346,6 +387,20 @@ def _iter_tasks(root: Any) -> Iterator[Any]:
         task = stack.pop()
         yield task
         stack.extend(task.children)
+
+
+def _embedded_subprocesses(workflow: Workflow) -> list[Any]:
+    """Running sub-workflows of embedded subprocesses of the case itself, not of called processes."""
+    found = []
+    for sub in workflow.subprocesses.values():
+        owner = workflow.get_task_from_id(sub.parent_task_id) if sub.parent_task_id else None
+        while owner is not None and not isinstance(owner.task_spec, CallActivity):
+            parent = owner.workflow
+            if parent is workflow:
+                found.append(sub)
+                break
+            owner = workflow.get_task_from_id(parent.parent_task_id)
+    return found
 
 
 def _all_ids(workflow: Workflow) -> set[UUID]:

@@ -159,6 +159,20 @@ FILTERS: list[tuple[dict[str, Any], Callable[[dict[str, Any], datetime], bool]]]
     ),
     ({"unit": "Covert"}, lambda r, now: r["unit"] == "Covert" and r["assignee"] != "dc.other"),
     (
+        {"role": "investigator", "unit": "MIT-North"},
+        lambda r, now: (
+            r["role"] == "investigator" and r["unit"] == "MIT-North" and r["assignee"] != "dc.other"
+        ),
+    ),
+    # not the viewer's unit: only the tasks of their cross-unit role
+    ({"unit": "MIT-South"}, lambda r, now: r["unit"] == "MIT-South" and r["assignee"] != "dc.other"),
+    (
+        {"role": "review_officer", "unit": "MIT-South"},
+        lambda r, now: (
+            r["role"] == "review_officer" and r["unit"] == "MIT-South" and r["assignee"] != "dc.other"
+        ),
+    ),
+    (
         {"process_key": "chis", "unassigned": "true"},
         lambda r, now: r["process_key"] == "chis" and not r["assignee"],
     ),
@@ -191,6 +205,17 @@ def test_each_filter_returns_exactly_the_matching_visible_tasks(
     assert got == ordered(expected, "due_at")
     count = api.get("/api/v1/tasks/count", VIEWER, query_string=params)
     assert count.get_json() == {"count": len(expected)}
+
+
+@pytest.mark.parametrize("params", [{"role": "analyst"}, {"role": "analyst", "unit": "MIT-North"}])
+def test_a_filter_on_a_role_the_caller_lacks_finds_nothing(
+    api: Api, seeded: list[dict[str, Any]], params: dict[str, Any]
+) -> None:
+    assert any(r["role"] == "analyst" and r["unit"] == "MIT-North" and r["status"] == "ready" for r in seeded)
+    response = api.get("/api/v1/tasks", VIEWER, query_string=params)
+    assert response.status_code == 200
+    assert response.get_json() == {"items": [], "next_cursor": None}
+    assert api.get("/api/v1/tasks/count", VIEWER, query_string=params).get_json() == {"count": 0}
 
 
 @pytest.mark.parametrize("sort", ["due_at", "-due_at", "priority", "-priority", "created_at", "-created_at"])

@@ -183,6 +183,10 @@ def test_a_three_way_parallel_join_waits_for_branches_that_arrive_one_at_a_time(
     complete(services, tasks["branch_a"].id, {"a": 1}, APPLICANT)
     complete(services, tasks["branch_b"].id, {"b": 2}, APPLICANT)
     assert [t.element_id for t in open_tasks(services, instance_id)] == ["branch_c"]
+    # The branches parked at the join still show what they recorded in the case's variables.
+    with transaction(services.sessions) as session:
+        parked = InstanceService(session, services.context).variables(instance_id)
+    assert (parked["a"], parked["b"]) == (1, 2)
     complete(services, tasks["branch_c"].id, {"c": 4}, APPLICANT)
     with transaction(services.sessions) as session:
         instance = session.get(ProcessInstance, instance_id)
@@ -302,7 +306,7 @@ def test_failing_script_becomes_an_incident_and_keeps_the_officers_work(services
 
 
 def test_sandbox_refusal_is_an_incident_not_a_crash(services: Services, tmp_path: Path) -> None:
-    source = (FIXTURES / "divide.bpmn").read_text().replace("rate = total / divisor", "rate = ().__class__")
+    source = (FIXTURES / "divide.bpmn").read_text().replace("rate = total / divisor", "rate = type(total)")
     with transaction(services.sessions) as session:
         Deployer(session, services.context.registry, services.clock).deploy(
             [SourceFile("divide.bpmn", source)], by="designer"

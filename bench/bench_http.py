@@ -1,0 +1,217 @@
+"""HTTP lifecycle on the production server setup, sequential and with 8 concurrent clients, audit on and off.
+
+A lifecycle is five authenticated requests on one keep-alive connection: start an instance of the
+two-user-task process, list the inbox to find its first task, complete it, list the inbox again for the
+second task, complete that. The server is gunicorn with two gthread workers of four threads
+(``bench/server.py``) against PostgreSQL, in a schema of its own; tokens are real RS256 access tokens
+from the embedded issuer.
+
+Baselines measured in the same run: the same lifecycle in-process through ``InstanceService`` (no HTTP,
+no token), and the liveness probe (HTTP and gunicorn alone) for single requests.
+
+Audit: the concurrent run is repeated against ``bench.wsgi:app_without_audit()``, the same app with
+:meth:`engine.audit.AuditLog.record` building its event without locking, hashing or inserting; the
+difference in throughput is what the audit trail costs. Every event of the audited runs is checked to
+be on its case's own chain (none on the shared ``system`` chain).
+
+Targets (benchmark 2): sequential median at most 15 ms per lifecycle; at least 150 lifecycles per
+second with 8 concurrent clients on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.bench_engine import opsflow_steps
+from bench.common import measure, pg_schema, postgres_url, report, summarise
+from bench.server import (
+    APP_WITHOUT_AUDIT,
+    PRODUCTION_APP,
+    THREADS,
+    WORKERS,
+    Client,
+    free_port,
+    gunicorn,
+    issue_tokens,
+)
+
+CLIENTS = 8
+
+
+def sequential(port: int, token: str, count: int, *, probes: int) -> Client:
+    client = Client(port, token)
+    for _ in range(5):
+        client.lifecycle(f"warm-{uuid.uuid4()}")
+        client.probe()
+    client.samples.clear()
+    client.lifecycles.clear()
+    for _ in range(count):
+        client.lifecycle(f"seq-{uuid.uuid4()}")
+    for _ in range(probes):
+        client.probe()
+    client.close()
+    return client
+
+
+def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
+    """``len(tokens)`` clients running lifecycles back to back for ``seconds`` after a short warm-up."""
+    clients = [Client(port, token) for token in tokens]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(clients) + 1)
+    stop_at: list[float] = []
+
+    def run(client: Client) -> None:
+        try:
+            for _ in range(3):
+                client.lifecycle(f"warm-{uuid.uuid4()}")
+            barrier.wait()
+            client.samples.clear()
+            client.lifecycles.clear()
+            client.finished_at.clear()
+            while time.monotonic() < stop_at[0]:
+                client.lifecycle(f"load-{uuid.uuid4()}")
+        except Exception as exc:  # noqa: BLE001  (re-raised by the main thread)
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=run, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    stop_at.append(time.monotonic() + 3600)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    began = time.monotonic()
+    cpu_began = time.process_time()
+    stop_at[0] = began + seconds
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    ended = max(at for client in clients for at in client.finished_at)
+    done = sum(len(client.lifecycles) for client in clients)
+    by_kind: dict[str, list[float]] = {}
+    for client in clients:
+        for kind, values in client.samples.items():
+            by_kind.setdefault(kind, []).extend(values)
+    return {
+        "per_second": done / (ended - began),
+        "lifecycles": [value for client in clients for value in client.lifecycles],
+        "requests": by_kind,
+        "client_cpu_share": (time.process_time() - cpu_began) / (ended - began),
+    }
+
+
+def _system_chain_events(url: str) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT count(*) FROM audit_event WHERE chain = 'system'").scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer lifecycles, shorter concurrent runs")
+    args = parser.parse_args(argv)
+    base = postgres_url()
+    if base is None:
+        print("bench_http: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
+        return
+    count, seconds = (40, 5.0) if args.quick else (300, 30.0)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, pg_schema(base, "bench_http") as url:
+        steps = opsflow_steps(url)  # deploys the two-task process
+        rows.append(
+            {
+                "name": "in-process lifecycle, InstanceService (baseline)",
+                **measure(steps["lifecycle"], repeat=count, warmup=10),
+            }
+        )
+        key_dir = Path(tmp)
+        port = free_port()
+        tokens = issue_tokens(key_dir, port, CLIENTS)
+        results: dict[str, dict[str, Any]] = {}
+        for label, app in (("audit on", PRODUCTION_APP), ("audit off (bench switch)", APP_WITHOUT_AUDIT)):
+            with gunicorn(url, key_dir, port, app=app):
+                seq = sequential(port, tokens[0], count, probes=count * 2)
+                load = concurrent(port, tokens, seconds)
+            results[label] = {"sequential": seq, "concurrent": load}
+            if label == "audit on":
+                system_events = _system_chain_events(url)
+
+    on, off = results["audit on"], results["audit off (bench switch)"]
+    probe = "GET /health/live"
+    rows.append(
+        {"name": "HTTP probe, GET /health/live (floor)", **summarise(on["sequential"].samples[probe])}
+    )
+    rows.append({"name": "sequential: lifecycle (5 requests)", **summarise(on["sequential"].lifecycles)})
+    for kind, values in on["sequential"].samples.items():
+        if kind != probe:
+            rows.append(
+                {
+                    "name": f"sequential: {kind}",
+                    "baseline": "HTTP probe, GET /health/live (floor)",
+                    **summarise(values),
+                }
+            )
+    rows.append({"name": "sequential, audit off: lifecycle", **summarise(off["sequential"].lifecycles)})
+    for label, result in (("audit on", on), ("audit off", off)):
+        load = result["concurrent"]
+        rows.append(
+            {
+                "name": f"{CLIENTS} clients, {label}: lifecycle",
+                **summarise(load["lifecycles"]),
+                "lifecycles_per_s": round(load["per_second"], 1),
+                "client_cpu_share": round(load["client_cpu_share"], 2),
+            }
+        )
+    for kind, values in on["concurrent"]["requests"].items():
+        rows.append(
+            {
+                "name": f"{CLIENTS} clients, audit on: {kind}",
+                "baseline": "HTTP probe, GET /health/live (floor)",
+                **summarise(values),
+            }
+        )
+    server = f"gunicorn --workers {WORKERS} --worker-class gthread --threads {THREADS}"
+    path = report(
+        f"HTTP lifecycle on PostgreSQL ({server}; {os.cpu_count()} cores)",
+        rows,
+        json_name="http",
+        columns=[("lifecycles_per_s", "per s")],
+    )
+    seq_median = summarise(on["sequential"].lifecycles)["median_ms"]
+    rate_on, rate_off = on["concurrent"]["per_second"], off["concurrent"]["per_second"]
+    print(
+        f"\nsequential lifecycle median {seq_median:.1f} ms (target <= 15 ms); "
+        f"{CLIENTS} clients: {rate_on:.1f} lifecycles/s with audit, {rate_off:.1f} without "
+        f"(target >= 150/s; audit costs {100 * (1 - rate_on / rate_off):.0f}% of throughput); "
+        f"audit events on the shared system chain during the runs: {system_events}"
+    )
+    _annotate(path, system_events=system_events)
+
+
+def _annotate(path: Path, **extra: Any) -> None:
+    import json
+
+    document = json.loads(path.read_text())
+    document.update(extra)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
