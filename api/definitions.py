@@ -190,15 +190,15 @@ class Deployments(MethodView):
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Deploy files as new versions of their processes; unchanged processes keep their version.
 
-        Problems come back as a 422 whose `problems` name the file, line and element id of each.
+        Errors come back as a 422 whose `problems` name the file, line, element id, code and severity of
+        each (warnings included); warnings alone do not stop a deployment and are listed in the reply.
         """
         principal = current_principal()
         files = _source_files(body["files"])
         names = [f.name for f in files]
         with transaction() as session:
-            results = Deployer(session, services().context.registry, services().clock).deploy(
-                files, by=principal.subject
-            )
+            deployer = Deployer(session, services().context.registry, services().clock)
+            results = deployer.deploy(files, by=principal.subject)
             for result in results:
                 if result.created:
                     audit_log(session).record(
@@ -210,7 +210,13 @@ class Deployments(MethodView):
                         detail={"key": result.key, "version": result.version, "files": names},
                     )
         created = any(r.created for r in results)
-        reply = {"valid": True, "deployed": created, "files": names, "definitions": _deployed(results)}
+        reply = {
+            "valid": True,
+            "deployed": created,
+            "files": names,
+            "definitions": _deployed(results),
+            "warnings": [w.as_dict() for w in deployer.warnings],
+        }
         return reply, 201 if created else 200
 
 
@@ -221,14 +227,17 @@ class ValidateDeployment(MethodView):
     @deployments_blp.arguments(DeploymentIn, location="files")
     @deployments_blp.response(200, DeploymentOut)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Run every deployment check and deploy nothing; the versions are those a deployment would get"""
+        """Run every deployment check and deploy nothing; the versions are those a deployment would get
+
+        Errors come back as a 422 whose `problems` name the file, line, element id, code and severity of
+        each; a valid deployment may still carry `warnings`.
+        """
         principal = current_principal()
         files = _source_files(body["files"])
         with services().sessions() as session:
+            deployer = Deployer(session, services().context.registry, services().clock)
             try:
-                results = Deployer(session, services().context.registry, services().clock).deploy(
-                    files, by=principal.subject, dry_run=True
-                )
+                results = deployer.deploy(files, by=principal.subject, dry_run=True)
             finally:
                 session.rollback()
         return {
@@ -236,4 +245,5 @@ class ValidateDeployment(MethodView):
             "deployed": False,
             "files": [f.name for f in files],
             "definitions": _deployed(results),
+            "warnings": [w.as_dict() for w in deployer.warnings],
         }

@@ -55,6 +55,12 @@ class ElementMoveOut(ma.Schema):
     state = fields.String(required=True)
     process = fields.String(required=True, metadata={"description": "The (sub)process the element is in"})
     mapped = fields.Boolean(required=True, metadata={"description": "Moved through the given mapping"})
+    change = fields.String(
+        required=True,
+        metadata={
+            "description": "moved; dropped or added for a boundary event of an activity the case is at"
+        },
+    )
 
 
 class TimerMoveOut(ma.Schema):
@@ -68,7 +74,10 @@ class TimerMoveOut(ma.Schema):
     to_due_at = _when(allow_none=True, required=True)
     basis = fields.String(
         required=True,
-        metadata={"description": "kept, original_start, instant or armed_now (docs/migrating-instances.md)"},
+        metadata={
+            "description": "kept, original_start, instant, activity_start or armed_now "
+            "(docs/migrating-instances.md)"
+        },
     )
 
 

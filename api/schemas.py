@@ -389,11 +389,27 @@ class DeployedOut(ma.Schema):
     created = fields.Boolean(required=True, metadata={"description": "False when the content was unchanged"})
 
 
+class DefinitionProblemOut(ma.Schema):
+    """One finding about a process file; the codes are listed in docs/designing-processes.md."""
+
+    file = fields.String(required=True)
+    line = fields.Integer(required=True, allow_none=True)
+    element_id = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True, metadata={"description": "A stable slug, e.g. gateway-not-covered"})
+    severity = fields.String(required=True, validate=validate.OneOf(["error", "warning"]))
+    message = fields.String(required=True)
+
+
 class DeploymentOut(ma.Schema):
     valid = fields.Boolean(required=True)
     deployed = fields.Boolean(required=True, metadata={"description": "False for a validation only"})
     files = fields.List(fields.String(), required=True)
     definitions = fields.List(fields.Nested(DeployedOut), required=True)
+    warnings = fields.List(
+        fields.Nested(DefinitionProblemOut),
+        required=True,
+        metadata={"description": "Findings that do not block a deployment (errors come back as a 422)"},
+    )
 
 
 # -- messages and incidents ----------------------------------------------------------------------

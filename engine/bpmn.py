@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,16 @@ def parse_xml(source: str | bytes, *, filename: str) -> etree._Element:
     if re.search(rb"<!DOCTYPE|<!ENTITY", data[:65536], flags=re.IGNORECASE):
         raise UnsafeXMLError(
             f"{filename}: DOCTYPE and ENTITY declarations are not allowed",
-            problems=[{"file": filename, "line": None, "element_id": None, "message": "DOCTYPE not allowed"}],
+            problems=[
+                {
+                    "file": filename,
+                    "line": None,
+                    "element_id": None,
+                    "message": "DOCTYPE not allowed",
+                    "severity": "error",
+                    "code": "xml-unsafe",
+                }
+            ],
         )
     try:
         root = etree.fromstring(data, parser=_xml_parser())
@@ -55,7 +65,16 @@ def parse_xml(source: str | bytes, *, filename: str) -> etree._Element:
         line = exc.lineno
         raise DefinitionError(
             f"{filename}, line {line}: not well-formed XML: {exc.msg}",
-            problems=[{"file": filename, "line": line, "element_id": None, "message": str(exc.msg)}],
+            problems=[
+                {
+                    "file": filename,
+                    "line": line,
+                    "element_id": None,
+                    "message": f"not well-formed XML: {exc.msg}",
+                    "severity": "error",
+                    "code": "xml-invalid",
+                }
+            ],
         ) from None
     if root.getroottree().docinfo.internalDTD is not None:
         raise UnsafeXMLError(f"{filename}: DOCTYPE declarations are not allowed")
@@ -71,15 +90,28 @@ class Problem:
     line: int | None = None
     element_id: str | None = None
     severity: str = "error"
+    code: str = "bpmn-invalid"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "line": self.line,
             "element_id": self.element_id,
-            "message": self.message,
+            "code": self.code,
             "severity": self.severity,
+            "message": self.message,
         }
+
+
+def xsd_errors(root: etree._Element, *, filename: str) -> list[tuple[int | None, str]]:
+    """(line, message) of every way a BPMN document breaks the BPMN 2.0 XSD."""
+    validator = _validator()
+    # SpiffWorkflow's own fix-up for what bpmn-js writes in correlation properties, on a copy.
+    tree = etree.ElementTree(copy.deepcopy(root))
+    validator.preprocess(tree)
+    if validator.validator.validate(tree):
+        return []
+    return [(error.line or None, error.message) for error in validator.validator.error_log]
 
 
 def problem_from_spiff(exc: SpiffWorkflowException, *, default_file: str) -> Problem:
@@ -93,16 +125,18 @@ def problem_from_spiff(exc: SpiffWorkflowException, *, default_file: str) -> Pro
 
 
 def definition_error(problems: list[Problem]) -> DefinitionError:
+    """The error for a set of problems; warnings ride along, but the count and summary are of errors."""
     errors: dict[str, list[str]] = {}
     for p in problems:
         where = p.file + (f":{p.line}" if p.line else "") + (f"#{p.element_id}" if p.element_id else "")
         errors.setdefault(where, []).append(p.message)
-    first = problems[0]
+    blocking = [p for p in problems if p.severity == "error"] or problems
+    first = blocking[0]
     location = f"{first.file}" + (f", line {first.line}" if first.line else "")
     if first.element_id:
         location += f", element {first.element_id}"
     return DefinitionError(
-        f"{len(problems)} problem(s); first: {location}: {first.message}",
+        f"{len(blocking)} problem(s); first: {location}: {first.message}",
         errors=errors,
         problems=[p.as_dict() for p in problems],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def load_form_files(name: str, schema_text: str, ui_text: str | None) -> dict[st
             f"{name}.schema.json, line {exc.lineno}: not valid JSON: {exc.msg}",
             errors={f"{name}.schema.json:{exc.lineno}": [exc.msg]},
         ) from None
-    check_schema(name, schema)
+    _check_schema_text(name, schema_text)
     ui: Any = {}
     if ui_text is not None:
         try:
@@ -92,6 +93,13 @@ def load_form_files(name: str, schema_text: str, ui_text: str | None) -> dict[st
                 errors={f"{name}.uischema.json:{exc.lineno}": [exc.msg]},
             ) from None
     return {"schema": schema, "uischema": ui}
+
+
+@lru_cache(maxsize=1024)
+def _check_schema_text(name: str, schema_text: str) -> None:
+    """``check_schema`` remembered by text: checking a form against the meta-schema takes tens of
+    milliseconds, and every deployment rechecks every form it carries. A refusal is not remembered."""
+    check_schema(name, json.loads(schema_text))
 
 
 def _read_optional(path: Path) -> str | None:

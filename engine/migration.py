@@ -27,9 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent as BoundaryEventMixin
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,11 +39,11 @@ from engine.bpmn import SpecBundle
 from engine.db import transaction
 from engine.errors import ConflictError, EngineError, InstanceStateError, ValidationError
 from engine.instances import RUNNING, SUSPENDED, Actor, EngineContext, InstanceService
-from engine.models import ProcessDefinition, ProcessInstance, Timer
+from engine.models import HumanTask, ProcessDefinition, ProcessInstance, Timer
 from engine.registry import get_definition
 from engine.runtime import Workflow, unpack
 from engine.timeexpr import first_due, next_due
-from engine.timer_events import CYCLE, DATE, DURATION, STATE_KEY, _definitions
+from engine.timer_events import CYCLE, DATE, DURATION, STATE_KEY, _attached_to, _definitions
 
 log = logging.getLogger("opsflow.migration")
 
@@ -56,6 +57,7 @@ _MIGRATABLE = (RUNNING, SUSPENDED)
 KEPT = "kept"  # same value in the new version: the original due time stands
 ORIGINAL_START = "original_start"  # duration or cycle changed: counted again from when it started waiting
 INSTANT = "instant"  # date changed: the new instant
+ACTIVITY_START = "activity_start"  # a boundary timer new to the task: counted from when the task began
 ARMED_NOW = "armed_now"  # no earlier state for this timer: it starts waiting at the migration
 
 
@@ -92,6 +94,7 @@ class ElementMove:
     state: str
     process: str
     mapped: bool
+    change: str = "moved"  # "moved"; "dropped" or "added" for boundary events of a live activity
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,10 @@ class TimerMove:
     ``basis`` says how the new due time was found: ``kept`` (the timer's value is the same in the
     target version, so its due time stands), ``original_start`` (a duration or cycle changed: it is
     counted again from the moment the timer originally started waiting, so a case is not given extra
-    time by being migrated), ``instant`` (a date changed: the new instant) or ``armed_now`` (no earlier
-    state: it starts waiting at the migration). A due time already past fires at the next poll.
+    time by being migrated), ``instant`` (a date changed: the new instant), ``activity_start`` (a
+    boundary timer the new version attaches to an inbox task the case is at: counted from when that
+    task was created) or ``armed_now`` (no earlier start is known: it starts waiting at the
+    migration). A due time already past fires at the next poll.
     """
 
     task_id: str
@@ -297,9 +302,8 @@ class MigrationService:
                         Reason(key, f"timer {key} cannot be evaluated in the new version: {fresh['error']}")
                     )
                     continue
-                move = self._settle(
-                    fresh, old, start=started.get(str(task.id)), now=now, key=key, report=report
-                )
+                start = started.get(str(task.id)) if old else self._activity_start(task)
+                move = self._settle(fresh, old, start=start, now=now, key=key, report=report)
                 if move is None:
                     continue
                 records[key] = old if move == KEPT and old is not None else fresh
@@ -317,6 +321,12 @@ class MigrationService:
                     )
                 )
 
+    def _activity_start(self, task: Any) -> datetime | None:
+        """When the inbox task a boundary event is attached to was created (None for other tasks)."""
+        attached = _attached_to(task)
+        row = self.session.get(HumanTask, attached) if attached else None
+        return row.created_at if row is not None else None
+
     @staticmethod
     def _settle(
         fresh: dict[str, Any],
@@ -328,14 +338,16 @@ class MigrationService:
         report: MigrationReport,
     ) -> str | None:
         """Give ``fresh`` (the timer evaluated against the new version) its due time; returns the basis."""
+        kind, value = fresh["kind"], fresh["value"]
         if old is None or not old.get("due"):
-            return ARMED_NOW
+            origin = start if old is None and start is not None else now
+            fresh["due"] = first_due(kind, value, now=now if kind == DATE else origin).isoformat()
+            return ACTIVITY_START if origin is start else ARMED_NOW
         fired = int(old.get("fired") or 0)
         fresh["fired"] = fired
         if old.get("kind") == fresh["kind"] and old.get("value") == fresh["value"]:
             fresh["due"] = old["due"]
             return KEPT
-        kind, value = fresh["kind"], fresh["value"]
         origin = start or now
         if kind == DATE:
             fresh["due"] = first_due(DATE, value, now=now).isoformat()
@@ -408,8 +420,11 @@ class _Translator:
         tasks: dict[str, dict[str, Any]] = scope["tasks"]
         result: dict[str, Any] = {}
         drop: set[str] = set()
+        added = self._boundaries(tasks, old_spec, new_spec, drop)
         for task_id, task in tasks.items():
             state = task["state"]
+            if task_id in added or task_id in drop:
+                continue
             if state & _PREDICTED and self._replanned(tasks, task):
                 drop.add(task_id)
                 continue
@@ -437,18 +452,86 @@ class _Translator:
             self._move_timer_state(task)
             if state & _LIVE and old_ts is not None and getattr(old_ts, "bpmn_id", None):
                 self.report.elements.append(
-                    ElementMove(
-                        task_id=task_id,
-                        element_id=old_ts.bpmn_id,
-                        to_element_id=new_ts.bpmn_id if new_ts is not None else None,
-                        element_type=type(old_ts).__name__,
-                        state=TaskState.get_name(state).lower(),
-                        process=old_spec.name,
-                        mapped=old_ts.bpmn_id in self.mapping,
-                    )
+                    self._move(task_id, old_ts, new_ts, state, old_spec.name, "moved")
                 )
         self._drop(scope, drop)
         return result
+
+    def _boundaries(
+        self, tasks: dict[str, dict[str, Any]], old_spec: Any, new_spec: Any, drop: set[str]
+    ) -> set[str]:
+        """Follow the new version's boundary events on the activities the case is at.
+
+        A waiting boundary event the new version no longer attaches to the activity is dropped (with
+        its timer or subscription); one it newly attaches starts waiting (the activity gets the
+        split that holds boundary events, if it had none). Returns the ids of the tasks added.
+        """
+        added: set[str] = set()
+        for task in list(tasks.values()):
+            old_ts = old_spec.task_specs.get(task["task_spec"])
+            if not task["state"] & _LIVE or _is_boundary(old_ts) or not getattr(old_ts, "bpmn_id", None):
+                continue
+            new_name = self._translate(task["task_spec"], old_spec.name, new_spec.name)
+            new_split = new_spec.task_specs.get(f"{new_name}.BoundaryEventSplit")
+            outputs = {out.name for out in new_split.outputs} if new_split is not None else set()
+            parent = tasks.get(task["parent"] or "")
+            in_split = parent is not None and parent["task_spec"].endswith(".BoundaryEventSplit")
+            present: set[str] = set()
+            for child_id in parent["children"] if parent is not None and in_split else []:
+                child = tasks[child_id]
+                child_ts = old_spec.task_specs.get(child["task_spec"])
+                if not _is_boundary(child_ts):
+                    continue
+                child_name = self._translate(child["task_spec"], old_spec.name, new_spec.name)
+                if child_name in outputs:
+                    present.add(child_name)
+                elif child["state"] & TaskState.WAITING:
+                    drop.update(_subtree(tasks, child_id))
+                    self.report.elements.append(
+                        self._move(child_id, child_ts, None, child["state"], old_spec.name, "dropped")
+                    )
+            if new_split is None or parent is None:
+                continue
+            if not in_split:
+                parent = self._insert_split(tasks, task, new_split.name)
+                added.add(parent["id"])
+            for output in new_split.outputs:
+                if _is_boundary(output) and output.name not in present:
+                    task_id = str(uuid4())
+                    tasks[task_id] = _task(task_id, parent["id"], output.name, TaskState.WAITING, task)
+                    parent["children"].append(task_id)
+                    added.add(task_id)
+                    self.replan.append(task_id)
+                    self.report.elements.append(
+                        self._move(task_id, output, output, TaskState.WAITING, old_spec.name, "added")
+                    )
+        return added
+
+    @staticmethod
+    def _insert_split(tasks: dict[str, dict[str, Any]], task: dict[str, Any], name: str) -> dict[str, Any]:
+        """Put a finished boundary-event split between ``task`` and its parent (its data is the parent's)."""
+        parent = tasks[task["parent"]]
+        split_id = str(uuid4())
+        split = _task(split_id, parent["id"], name, TaskState.COMPLETED, task)
+        split["children"] = [task["id"]]
+        parent["children"][parent["children"].index(task["id"])] = split_id
+        task["parent"] = split_id
+        tasks[split_id] = split
+        return split
+
+    def _move(
+        self, task_id: str, old_ts: Any, new_ts: Any, state: int, process: str, change: str
+    ) -> ElementMove:
+        return ElementMove(
+            task_id=task_id,
+            element_id=old_ts.bpmn_id,
+            to_element_id=new_ts.bpmn_id if new_ts is not None else None,
+            element_type=type(old_ts).__name__,
+            state=TaskState.get_name(state).lower(),
+            process=process,
+            mapped=old_ts.bpmn_id in self.mapping,
+            change=change,
+        )
 
     def _replanned(self, tasks: dict[str, dict[str, Any]], task: dict[str, Any]) -> bool:
         """Whether this prediction hangs below a live task that will be predicted again."""
@@ -495,6 +578,38 @@ class _Translator:
     def _refuse(self, element: str, message: str) -> None:
         if not any(r.element_id == element for r in self.report.reasons):
             self.report.reasons.append(Reason(element, message))
+
+
+def _is_boundary(spec: Any) -> bool:
+    return isinstance(spec, BoundaryEventMixin)
+
+
+def _subtree(tasks: dict[str, dict[str, Any]], task_id: str) -> list[str]:
+    found, stack = [], [task_id]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(tasks[current]["children"])
+    return found
+
+
+def _task(
+    task_id: str, parent_id: str, spec_name: str, state: int, sibling: dict[str, Any]
+) -> dict[str, Any]:
+    """A task in the library's stored form, with the data of its parent."""
+    return {
+        "id": task_id,
+        "parent": parent_id,
+        "children": [],
+        "last_state_change": sibling["last_state_change"],
+        "state": int(state),
+        "task_spec": spec_name,
+        "triggered": False,
+        "internal_data": {},
+        "data": {},
+        "delta": {"updates": {}, "deletions": []},
+        "typename": sibling.get("typename", "Task"),
+    }
 
 
 def _predict_again(task: Any) -> None:

@@ -30,6 +30,7 @@ from engine.clock import Clock
 from engine.errors import DefinitionError, NotFoundError
 from engine.forms import FormRegistry
 from engine.models import ProcessDefinition
+from engine.validation import Catalogue, check_files, errors_in, warnings_in
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,26 @@ class Deployer:
         self.session = session
         self.registry = registry
         self.clock = clock
+        self.warnings: list[Problem] = []
 
     def deploy(self, files: Sequence[SourceFile], *, by: str, dry_run: bool = False) -> list[DeployResult]:
+        """Check ``files`` and store each process whose content changed as its next version.
+
+        Every check of :mod:`engine.validation` runs first, against the files and what is deployed; any
+        error raises DefinitionError (with the warnings too) and nothing is stored. Warnings of a
+        deployment that goes ahead are left in ``self.warnings``.
+        """
+        findings = check_files(files, catalogue=self._catalogue())
+        self.warnings = warnings_in(findings)
+        if errors_in(findings):
+            raise definition_error(findings)
+        if not any(f.name.endswith(".bpmn") for f in files):
+            raise definition_error(
+                [Problem("(deployment)", "no BPMN file in the deployment", code="no-bpmn")]
+            )
         bpmn_files = [f for f in files if f.name.endswith(".bpmn")]
         dmn_files = [f for f in files if f.is_dmn]
         forms = self._forms(files)
-        problems: list[Problem] = []
         decisions: dict[str, SourceFile] = {}
         for dmn in dmn_files:
             for decision in decision_ids(parse_xml(dmn.text, filename=dmn.name)):
@@ -146,19 +161,9 @@ class Deployer:
         processes: dict[str, tuple[SourceFile, str, set[str], set[str]]] = {}
         for source in bpmn_files:
             root = parse_xml(source.text, filename=source.name)
-            executable = [(pid, name) for pid, name, exe in process_ids(root) if exe]
-            if not executable:
-                problems.append(Problem(source.name, 'no executable process (isExecutable="true")'))
-            for pid, name in executable:
-                if pid in processes:
-                    problems.append(
-                        Problem(source.name, f"process id {pid!r} is defined twice", element_id=pid)
-                    )
-                processes[pid] = (source, name, called_elements(root), called_decisions(root))
-        if not processes and not problems:
-            problems.append(Problem("(deployment)", "no BPMN file in the deployment"))
-        if problems:
-            raise definition_error(problems)
+            for pid, name, executable in process_ids(root):
+                if executable:
+                    processes[pid] = (source, name, called_elements(root), called_decisions(root))
 
         results: list[DeployResult] = []
         deployed_versions: dict[str, int] = {}
@@ -205,6 +210,21 @@ class Deployer:
             self.session.flush()
             results.append(DeployResult(key, name, version, definition.id, created=True))
         return results
+
+    def _catalogue(self) -> Catalogue:
+        """Deployed processes, decision tables and the forms in forms/ count as existing."""
+
+        def deployed(key: str) -> bool:
+            found = self.session.scalar(
+                sa.select(ProcessDefinition.id).where(ProcessDefinition.key == key).limit(1)
+            )
+            return found is not None
+
+        return Catalogue(
+            processes=deployed,
+            decisions=lambda decision: self._stored_decision(decision) is not None,
+            forms=lambda name: self.registry.forms.get(name) is not None,
+        )
 
     def _called_sources(
         self, calls: dict[str, int], bundle_sources: dict[str, list[SourceFile]]

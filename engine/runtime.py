@@ -13,6 +13,8 @@ Everything the rest of the engine knows about SpiffWorkflow passes through here.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
@@ -102,6 +105,7 @@ class WorkflowRuntime:
         dct = unpack(deepcopy(dict(state)))
         if version != self.serializer_version:
             self._migrate(dct, version, bundle)
+        _wire_loops(bundle)
         workflow = BpmnWorkflow(
             bundle.spec, bundle.subprocess_specs, script_engine=self.script_engine, deserializing=True
         )
@@ -338,6 +342,32 @@ class WorkflowRuntime:
             best = max(best, depth)
             stack.extend((child, depth + 1) for child in task.children)
         return best
+
+
+_WIRED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_WIRING = threading.Lock()
+
+
+def _wire_loops(bundle: SpecBundle) -> None:
+    """Connect each loop or multi-instance task to the completions of its instances.
+
+    SpiffWorkflow merges an instance's output into its loop task through an event on the instance's
+    spec, connected only when the loop creates an instance. A spec parsed after that (a restarted
+    process, another version) would never hear the remaining instances complete, and the case would
+    stall; so every parsed spec is connected once, before any case is restored against it.
+    """
+    if bundle.spec in _WIRED:
+        return
+    with _WIRING:
+        if bundle.spec in _WIRED:
+            return
+        for process in [bundle.spec, *bundle.subprocess_specs.values()]:
+            for task_spec in process.task_specs.values():
+                if isinstance(task_spec, LoopTask):
+                    child = process.task_specs.get(task_spec.task_spec)
+                    if child is not None and not child.completed_event.is_connected(task_spec.merge_child):
+                        child.completed_event.connect(task_spec.merge_child)
+        _WIRED[bundle.spec] = True
 
 
 def _post_order(root: Any) -> Iterator[Any]:

@@ -306,7 +306,7 @@ def test_failing_script_becomes_an_incident_and_keeps_the_officers_work(services
 
 
 def test_sandbox_refusal_is_an_incident_not_a_crash(services: Services, tmp_path: Path) -> None:
-    source = (FIXTURES / "divide.bpmn").read_text().replace("rate = total / divisor", "rate = ().__class__")
+    source = (FIXTURES / "divide.bpmn").read_text().replace("rate = total / divisor", "rate = type(total)")
     with transaction(services.sessions) as session:
         Deployer(session, services.context.registry, services.clock).deploy(
             [SourceFile("divide.bpmn", source)], by="designer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,13 +11,17 @@ import pytest
 import sqlalchemy as sa
 from api_support import APPLICANT, OUTSIDER, Api, assert_problem
 from api_support import open_tasks as inbox
+from click.testing import CliRunner
+from flask import Flask
 
 from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
 from engine.db import transaction
+from engine.errors import InstanceStateError
 from engine.instances import Actor, InstanceService
 from engine.migration import (
+    ACTIVITY_START,
     KEPT,
     ORIGINAL_START,
     MigrationRefusedError,
@@ -25,6 +30,7 @@ from engine.migration import (
 )
 from engine.models import AuditEvent, HumanTask, ProcessInstance, Timer
 from engine.registry import Deployer
+from engine.worker import TimerWorker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "migration"
 OFFICER = Actor("dc.jones", "DC Jones")
@@ -261,6 +267,63 @@ def test_bulk_moves_the_rest_when_one_is_refused(services: Services) -> None:
     assert migrations(services, at_decide) == []
 
 
+def test_a_suspended_case_moves_and_stays_suspended_but_a_finished_one_does_not(services: Services) -> None:
+    deploy(services, "casefile_v1.bpmn")
+    suspended, finished = start(services), start(services)
+    complete(services, finished, "gather")
+    complete(services, finished, "decide")
+    deploy(services, "casefile_v2.bpmn")
+    with transaction(services.sessions) as session:
+        InstanceService(session, services.context).suspend(suspended, actor=OFFICER)
+    (waiting,) = open_tasks(services, suspended)
+
+    migrate(services, suspended, 2)
+    row = instance_row(services, suspended)
+    assert (row.status, row.process_version) == ("suspended", 2)
+    assert [(t.id, t.status, t.process_version) for t in open_tasks(services, suspended)] == [
+        (waiting.id, "ready", 2)
+    ]
+    with pytest.raises(InstanceStateError, match="this one is completed"):
+        migrate(services, finished, 2)
+    assert instance_row(services, finished).process_version == 1
+
+
+def test_boundary_timers_follow_the_activity_they_are_attached_to(
+    services: Services, clock: FrozenClock
+) -> None:
+    deploy(services, "casefile_v1.bpmn")  # the deadline is on "gather"
+    at_gather, at_decide = start(services), start(services)
+    clock.advance(timedelta(hours=1))
+    complete(services, at_decide, "gather")
+    deploy(services, "casefile_v4.bpmn")  # version 2 here: the deadline (P3D) is on "decide"
+    clock.advance(timedelta(days=1))
+
+    moved = migrate(services, at_gather, 2)
+    assert [(e.element_id, e.change) for e in moved.elements] == [
+        ("deadline", "dropped"),
+        ("gather", "moved"),
+    ]
+    assert timers(services, at_gather) == []
+
+    armed = migrate(services, at_decide, 2)
+    assert [(e.element_id, e.change) for e in armed.elements] == [("deadline", "added"), ("decide", "moved")]
+    (timer,) = armed.timers
+    due = T0 + timedelta(hours=1, days=3)  # counted from when "decide" reached the inbox
+    assert (timer.basis, timer.to_due_at) == (ACTIVITY_START, due)
+    assert [(t.element_id, t.due_at) for t in timers(services, at_decide)] == [("deadline", due)]
+    (decide,) = open_tasks(services, at_decide)
+    assert decide.due_at == due
+
+    clock.set(due + timedelta(minutes=1))
+    assert TimerWorker(services, worker_id="migration-test").fire_due() == 1
+    assert instance_row(services, at_decide).status == "completed"
+    assert open_tasks(services, at_decide) == []
+    with services.sessions() as session:
+        assert InstanceService(session, services.context).variables(at_decide)["lapsed"] is True
+    complete(services, at_gather, "gather")
+    assert [t.element_id for t in open_tasks(services, at_gather)] == ["peer_review"]
+
+
 # -- over HTTP ----------------------------------------------------------------------------------------
 
 
@@ -363,3 +426,41 @@ def test_http_bulk_reports_each_instance(api: Api, services: Services) -> None:
     assert outcome[first]["outcome"] == "migrated"
     assert [r["element_id"] for r in outcome[at_decide]["report"]["reasons"]] == ["decide"]
     assert [instance_row(services, i).process_version for i in (first, at_decide)] == [3, 1]
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def test_cli_single_and_bulk(services: Services) -> None:
+    from api.migrate_cli import migrate_command
+
+    deploy(services, "casefile_v1.bpmn")
+    at_gather, at_decide = start(services), start(services)
+    complete(services, at_decide, "gather")
+    deploy(services, "casefile_v2.bpmn")
+    deploy(services, "casefile_v3.bpmn")
+    app = Flask("migrate-test")
+    app.extensions["opsflow"] = services
+    runner = CliRunner()
+    with app.app_context():
+        dry = runner.invoke(migrate_command, [at_decide, "--to-version", "3", "--dry-run"])
+        assert dry.exit_code == 1, dry.output
+        assert "refused  decide: the case is at decide (ready)" in dry.output
+        bad = runner.invoke(migrate_command, [at_decide, "--to-version", "3", "--map", "decide"])
+        assert bad.exit_code == 2
+        assert "is not OLD_ID=NEW_ID" in bad.output
+        mapped = runner.invoke(
+            migrate_command,
+            [at_decide, "--to-version", "3", "--map", "decide=final_decision", "--by", "pd.carter"],
+        )
+        assert mapped.exit_code == 0, mapped.output
+        assert "ready    decide -> final_decision" in mapped.output
+        bulk = runner.invoke(
+            migrate_command,
+            ["--process", "casefile", "--from-version", "1", "--to-version", "2", "--format", "json"],
+        )
+        assert bulk.exit_code == 0, bulk.output
+    assert [(r["instance_id"], r["outcome"]) for r in json.loads(bulk.output)] == [(at_gather, "migrated")]
+    assert [instance_row(services, i).process_version for i in (at_gather, at_decide)] == [2, 3]
+    (event,) = migrations(services, at_decide)
+    assert event.actor == "pd.carter"

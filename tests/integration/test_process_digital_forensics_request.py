@@ -309,49 +309,49 @@ def test_a_submission_without_a_legal_basis_is_refused_or_sent_back(
     assert case.variables(OIC)["exhibits_without_basis"] == []
 
 
-@pytest.mark.parametrize(
-    ("flags", "priority", "score", "hours"),
-    [
-        ({"threat_to_life": True}, "P1", 100, 8),
-        ({"suspect_in_custody": True, "custody_clock_expires_at": "2026-01-06T09:00:00+00:00"}, "P1", 95, 8),
-        ({"suspect_charged": True}, "P2", 75, 336),
-        ({"court_date_set": True, "court_date": "2026-03-02"}, "P2", 70, 336),
-        ({"vulnerable_victim": True}, "P2", 70, 336),
-        ({}, "P3", 40, 2160),
-    ],
-    ids=["threat-to-life", "custody", "charged", "court-date", "vulnerable-victim", "routine"],
-)
-def test_priority_comes_from_the_decision_table(
-    api: Api,
-    services: Services,
-    clock: FrozenClock,
-    flags: dict[str, Any],
-    priority: str,
-    score: int,
-    hours: int,
-) -> None:
-    started = clock.now()
-    case = start(api, services, clock)
-    case.complete(OIC, "submit_request", submission(**flags))
-    advice = case.task(DMI, "dmi_advice")
-    urgent = priority == "P1"
-    # Threat to life or a live custody clock: 2 hours (forensics.urgent_dmi_advice_hours).
-    assert at(advice["due_at"]) == started + (2 * HOUR if urgent else 2 * DAY)
-    assert advice["priority"] == (90 if urgent else 50)
-    case.complete(DMI, "dmi_advice", DMI_PROCEED)
+PRIORITY_RULES = [
+    # (rule, submission flags, priority, inbox score, target hours)
+    ("threat to life", {"threat_to_life": True}, "P1", 100, 8),
+    (
+        "live custody clock",
+        {"suspect_in_custody": True, "custody_clock_expires_at": "2026-01-06T09:00:00Z"},
+        "P1",
+        95,
+        8,
+    ),
+    ("charged", {"suspect_charged": True}, "P2", 75, 336),
+    ("court date", {"court_date_set": True, "court_date": "2026-03-02"}, "P2", 70, 336),
+    ("vulnerable victim", {"vulnerable_victim": True}, "P2", 70, 336),
+    ("routine", {}, "P3", 40, 2160),
+]
 
-    triage = case.task(GATEKEEPER, "triage_request")
-    assert triage["priority"] == score
-    assert triage["summary"].startswith(f"{priority} - DFR-1")
-    assert at(triage["due_at"]) == started + (2 * HOUR if urgent else 3 * DAY)
-    variables = case.variables(GATEKEEPER)
-    assert (variables["forensic_priority"], variables["priority_score"]) == (priority, score)
-    assert variables["turnaround_hours"] == hours
-    target = started + hours * HOUR
-    if "custody_clock_expires_at" in flags:
-        # The custody clock ends before the P1 target, so it caps the examination's due time.
-        target = min(target, at(flags["custody_clock_expires_at"]))
-    assert at(variables["examination_due_at"]) == target
+
+def test_priority_comes_from_the_decision_table(api: Api, services: Services, clock: FrozenClock) -> None:
+    """One case per rule of forensic_priority.dmn, first match wins; target times are the settings."""
+    started = clock.now()
+    for rule, flags, priority, score, hours in PRIORITY_RULES:
+        ref = f"DFR-{rule}"
+        case = start(api, services, clock, ref)
+        case.complete(OIC, "submit_request", submission(**flags))
+        advice = case.task(DMI, "dmi_advice")
+        urgent = priority == "P1"
+        # Threat to life or a live custody clock: forensics.urgent_dmi_advice_hours (2).
+        assert at(advice["due_at"]) == started + (2 * HOUR if urgent else 2 * DAY), rule
+        assert advice["priority"] == (90 if urgent else 50), rule
+        case.complete(DMI, "dmi_advice", DMI_PROCEED)
+
+        triage = case.task(GATEKEEPER, "triage_request")
+        assert (triage["priority"], triage["summary"][:2]) == (score, priority), rule
+        # P1: forensics.p1_triage_hours (2); otherwise forensics.triage_days (3).
+        assert at(triage["due_at"]) == started + (2 * HOUR if urgent else 3 * DAY), rule
+        variables = case.variables(GATEKEEPER)
+        assert (variables["forensic_priority"], variables["priority_score"]) == (priority, score), rule
+        assert variables["turnaround_hours"] == hours, rule
+        target = started + hours * HOUR
+        if "custody_clock_expires_at" in flags:
+            # The custody clock ends after the 8-hour P1 target here, so the target stands.
+            assert at(flags["custody_clock_expires_at"]) > target
+        assert at(variables["examination_due_at"]) == target, rule
 
 
 def test_custody_clock_caps_the_examination_target(api: Api, services: Services, clock: FrozenClock) -> None:
@@ -522,6 +522,15 @@ def test_further_examination_returns_to_the_examiners(
     broken["continuity_entry"]["seal_notes"] = "Seal torn in transit; bag resealed with SEAL-EX-1B."
     case.complete(EXAMINER, "record_continuity", broken)
     case.complete(EXAMINER, "record_continuity", continuity("EX-2"))
+    # An exhibit without an extraction record (tool, version, hash) sends the examination back.
+    partial = examination(extractions=[extraction("EX-1"), extraction("EX-9")])
+    case.complete(EXAMINER, "examine_exhibits", partial)
+    assert case.open_elements(OIC) == ["examine_exhibits"]
+    variables = case.variables(OIC)
+    assert (variables["exhibits_without_extraction"], variables["extractions_of_unknown_exhibits"]) == (
+        ["EX-2"],
+        ["EX-9"],
+    )
     for _ in range(3):
         case.complete(EXAMINER, "examine_exhibits", examination())
         case.complete(
@@ -544,7 +553,7 @@ def test_further_examination_returns_to_the_examiners(
     case.complete(PEER, "peer_review", peer_review())
     assert case.open_elements(OIC) == ["schedule_disclosure"]
     elements = [element for element, _ in completed_by(case, OIC)]
-    assert elements.count("examine_exhibits") == 4
+    assert elements.count("examine_exhibits") == 5
     assert elements.count("review_interim_results") == 4
     seal_notes = [e["seal_notes"] for e in case.variables(OIC)["continuity_log"] if not e["seal_intact"]]
     assert seal_notes == ["Seal torn in transit; bag resealed with SEAL-EX-1B."]

@@ -43,23 +43,25 @@ def project(services: Services) -> None:
 # -- building blocks ---------------------------------------------------------------------------------
 
 
-def application(power_type: str = "directed_surveillance", *, urgent: bool = False, **changes: Any) -> dict[str, Any]:
+def application(
+    power_type: str = "directed_surveillance", *, urgent: bool = False, **changes: Any
+) -> dict[str, Any]:
     """A complete application form of ``power_type``."""
     data: dict[str, Any] = {
         "power_type": power_type,
         "urgent": urgent,
         "statutory_ground": "preventing_or_detecting_crime",
-        "conduct_and_purpose": "Follow the subject between his home and the lock-up to identify the supply chain.",
+        "conduct_and_purpose": "Follow the subject between home and the lock-up to find the supply chain.",
         "subjects": ["Subject A"],
-        "intelligence_case": "Three reports graded B2 place the subject at the lock-up with known suppliers weekly.",
+        "intelligence_case": "Three B2 reports place the subject at the lock-up with suppliers weekly.",
         "information_sought": "Who the subject meets and where the drugs are stored.",
-        "necessity": "Open enquiries have not identified the store; only observation will show who attends it.",
+        "necessity": "Open enquiries have not found the store; only observation shows who attends.",
         "collateral_intrusion": "Neighbours and passers-by may be seen at the lock-ups.",
         "collateral_intrusion_justification": "Footage of others is not kept unless relevant to the offence.",
         "confidential_material_likely": False,
         "legally_privileged_material_sought": False,
         "residential_premises_or_private_vehicle": False,
-        "proportionality": "Public places only, on the days the intelligence names; the least intrusive way to see it.",
+        "proportionality": "Public places only, on the days the intelligence names; least intrusive.",
         "less_intrusive_means_considered": "Financial checks and ANPR were tried and did not show the store.",
     }
     if urgent:
@@ -70,7 +72,7 @@ def application(power_type: str = "directed_surveillance", *, urgent: bool = Fal
         data.update(
             source_age=16,
             target_is_parent_of_source=False,
-            appropriate_adult_arrangements="An appropriate adult from the youth offending team attends every meeting.",
+            appropriate_adult_arrangements="An appropriate adult from the youth offending team attends.",
         )
     data.update(changes)
     return data
@@ -80,8 +82,8 @@ def grant_form(review_interval_days: int = 28, **changes: Any) -> dict[str, Any]
     return {
         "decision": "granted",
         "rationale": REASONS,
-        "necessity_reasoning": "Observation is the only way left to identify the store; other means have failed.",
-        "proportionality_reasoning": "Public places only on named days; the intrusion is small against serious supply.",
+        "necessity_reasoning": "Observation is the only way left to find the store; other means failed.",
+        "proportionality_reasoning": "Public places on named days; small intrusion against serious supply.",
         "collateral_intrusion_reasoning": "Third parties will be seen but not recorded unless relevant.",
         "review_interval_days": review_interval_days,
         "authoriser_involved_in_investigation": False,
@@ -93,20 +95,23 @@ def renewal_form(review_interval_days: int = 28) -> dict[str, Any]:
     return {
         "decision": "granted",
         "rationale": REASONS,
-        "necessity_reasoning": "The supply continues and the source is still the only access to the organisers.",
-        "proportionality_reasoning": "Product so far has been precise; conduct is unchanged and no wider than needed.",
+        "necessity_reasoning": "The supply goes on and the source is the only access to the organisers.",
+        "proportionality_reasoning": "Product is precise; the conduct is unchanged and no wider than needed.",
         "review_interval_days": review_interval_days,
         "authoriser_involved_in_investigation": False,
     }
 
 
-READY = {"gatekeeper_outcome": "ready", "gatekeeper_notes": "All sections complete, specific and not templated."}
+READY = {
+    "gatekeeper_outcome": "ready",
+    "gatekeeper_notes": "All sections complete, specific and not templated.",
+}
 ENTRY = {"central_record_reference": "CR-2026-0107", "entry_verified": True}
 CONTINUE = {
     "review_outcome": "continue",
     "still_necessary": True,
     "still_proportionate": True,
-    "review_rationale": "Product this month still bears on the supply chain; intrusion unchanged and limited.",
+    "review_rationale": "Product this month bears on the supply chain; intrusion is unchanged.",
 }
 
 
@@ -121,14 +126,20 @@ def cancellation(reason: str) -> dict[str, Any]:
     }
 
 
-def start(api: Api, services: Services, clock: FrozenClock, key: str = "OP-KESTREL", **variables: Any) -> Case:
+def start(
+    api: Api, services: Services, clock: FrozenClock, key: str = "OP-KESTREL", **variables: Any
+) -> Case:
     variables.setdefault("operation_name", "Operation Kestrel")
     variables.setdefault("case_reference", "MIT/26/0107")
-    variables.setdefault("investigation_team", [APPLICANT.subject, SUPT_ON_TEAM.subject, OCDA_ON_TEAM.subject])
+    variables.setdefault(
+        "investigation_team", [APPLICANT.subject, SUPT_ON_TEAM.subject, OCDA_ON_TEAM.subject]
+    )
     return Case.start(api, services, clock, KEY, APPLICANT, business_key=key, **variables)
 
 
-def applied(api: Api, services: Services, clock: FrozenClock, form: dict[str, Any], key: str = "OP-KESTREL") -> Case:
+def applied(
+    api: Api, services: Services, clock: FrozenClock, form: dict[str, Any], key: str = "OP-KESTREL"
+) -> Case:
     """A case whose application is submitted and, unless urgent, passed by the bureau."""
     case = start(api, services, clock, key)
     case.complete(APPLICANT, "prepare_application", form)
@@ -199,7 +210,8 @@ def test_directed_surveillance_from_application_through_return_review_and_cancel
 
     # The bureau sees the check; nobody else does. A return goes back to the applicant.
     assert elements(case, GATEKEEPER) == ["gatekeeper_check"]
-    assert elements(case, APPLICANT) == [] and elements(case, SUPT) == []
+    assert elements(case, APPLICANT) == []
+    assert elements(case, SUPT) == []
     case.complete(
         GATEKEEPER,
         "gatekeeper_check",
@@ -214,11 +226,15 @@ def test_directed_surveillance_from_application_through_return_review_and_cancel
     case.complete(GATEKEEPER, "gatekeeper_check", READY)
 
     # Rank: an Inspector may not grant a non-urgent directed surveillance authority.
-    low = assert_problem(complete_as(case, INSPECTOR, "decide_authorisation", grant_form()), 403, "rank-too-low")
+    low = assert_problem(
+        complete_as(case, INSPECTOR, "decide_authorisation", grant_form()), 403, "rank-too-low"
+    )
     assert "Superintendent" in low["detail"]
     # Separation of duties: the applicant may not authorise, even holding the rank.
     own = assert_problem(
-        complete_as(case, APPLICANT_AS_AUTHORISER, "decide_authorisation", grant_form()), 403, "separation-of-duties"
+        complete_as(case, APPLICANT_AS_AUTHORISER, "decide_authorisation", grant_form()),
+        403,
+        "separation-of-duties",
     )
     assert "separation of duties" in own["detail"]
     # A Superintendent on the investigation team may decide but is flagged; one outside is not.
@@ -232,7 +248,8 @@ def test_directed_surveillance_from_application_through_return_review_and_cancel
 
     variables = in_force(case, SUPT, review_interval_days=28)
     assert variables["authority_label"] == "Directed surveillance"
-    assert variables["decided_by"] == SUPT.subject and variables["authoriser_flagged"] is False
+    assert variables["decided_by"] == SUPT.subject
+    assert variables["authoriser_flagged"] is False
     # 3 months beginning with 5 January end at the end of 4 April (00:00 BST on 5 April).
     assert variables["expires_at"] == "2026-04-04T23:00:00+00:00"
     assert variables["cancel_or_renew_from"] == "2026-03-26T00:00:00+00:00"
@@ -273,18 +290,60 @@ def test_the_authorising_officer_returns_then_refuses_from_the_approvals_list(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     case = applied(api, services, clock, application())
-    returned = case.decide(SUPT, "decide_authorisation", "returned", "Say which days and why those days matter.")
+    returned = case.decide(
+        SUPT, "decide_authorisation", "returned", "Say which days and why those days matter."
+    )
     assert returned["instance_status"] == "running"
     assert elements(case, APPLICANT) == ["prepare_application"]
     case.complete(APPLICANT, "prepare_application", application())
     case.complete(GATEKEEPER, "gatekeeper_check", READY)
 
-    refused = case.decide(SUPT, "decide_authorisation", "refused", "Not proportionate: the overt enquiries are unfinished.")
+    refused = case.decide(
+        SUPT, "decide_authorisation", "refused", "Not proportionate: the overt enquiries are unfinished."
+    )
     assert refused["instance_status"] == "completed"
     variables = case.variables(SUPT)
     assert (variables["decision"], variables["decided_by"]) == ("refused", SUPT.subject)
-    assert "expires_at" not in variables and case.timers(SUPT) == {}
+    assert "expires_at" not in variables
+    assert case.timers(SUPT) == {}
     assert decisions(case, "decide_authorisation") == [
+        (SUPT.subject, "returned", False),
+        (SUPT.subject, "refused", False),
+    ]
+
+
+def test_a_renewal_returned_then_refused_ends_in_cancellation(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    case = applied(api, services, clock, application())
+    in_force(case, SUPT, review_interval_days=92)
+    renew = {
+        "expiry_action": "renew",
+        "renewal_case": "The lock-up is still in use and the supplier is not yet identified.",
+        "results_so_far": "Two visits by a courier were photographed.",
+    }
+    case.advance(timedelta(days=80, hours=15))  # 2026-03-26T00:00Z
+    case.complete(APPLICANT, "renew_or_cancel", renew)
+    [listed] = approvals(api, SUPT, case)
+    assert (listed["element_id"], listed["due_at"]) == ("decide_renewal", "2026-04-04T23:00:00+00:00")
+    assert listed["summary"] == "Renewal - Directed surveillance: Operation Kestrel"
+    # The renewal applicant may not decide their own renewal either.
+    assert_problem(
+        complete_as(case, APPLICANT_AS_AUTHORISER, "decide_renewal", renewal_form()),
+        403,
+        "separation-of-duties",
+    )
+    case.decide(SUPT, "decide_renewal", "returned", "Say what the courier photographs added to the case.")
+    assert elements(case, APPLICANT) == ["renew_or_cancel"]
+    case.complete(APPLICANT, "renew_or_cancel", renew)
+    refused = case.decide(
+        SUPT, "decide_renewal", "refused", "Three months have produced too little to justify more."
+    )
+    assert refused["instance_status"] == "running"
+    assert elements(case, SUPT) == ["cancel_authorisation"]
+    assert "authorisation_expires" not in case.timers(SUPT)
+    finish_cancellation(case, SUPT, "renewal_refused")
+    assert decisions(case, "decide_renewal") == [
         (SUPT.subject, "returned", False),
         (SUPT.subject, "refused", False),
     ]
@@ -306,7 +365,8 @@ def test_an_urgent_grant_lapses_72_hours_after_the_minute_of_grant(
     )
     clock.advance(timedelta(minutes=17))
     variables = in_force(case, INSPECTOR)
-    assert variables["urgent_route"] is True and variables["authority_label"] == "Directed surveillance (urgent)"
+    assert variables["urgent_route"] is True
+    assert variables["authority_label"] == "Directed surveillance (urgent)"
     assert variables["expires_at"] == "2026-01-08T09:17:00+00:00"
     assert case.timers(SUPT)["renew_or_cancel_window"] == "2026-01-07T09:17:00+00:00"
 
@@ -317,7 +377,8 @@ def test_an_urgent_grant_lapses_72_hours_after_the_minute_of_grant(
     case.advance(timedelta(seconds=1))
     variables = case.variables(SUPT)
     assert (variables["lapsed"], variables["lapsed_at"]) == (True, "2026-01-08T09:17:00+00:00")
-    assert elements(case, APPLICANT) == [] and elements(case, TEAM) == []
+    assert elements(case, APPLICANT) == []
+    assert elements(case, TEAM) == []
     assert elements(case, INSPECTOR) == ["cancel_authorisation"]
     finish_cancellation(case, INSPECTOR, "lapsed")
 
@@ -334,7 +395,7 @@ def test_an_urgent_chis_is_renewed_in_writing_by_a_superintendent_from_the_old_e
         "renew_or_cancel",
         {
             "expiry_action": "renew",
-            "renewal_case": "The source is meeting the organisers this week; without the authority the access is lost.",
+            "renewal_case": "The source meets the organisers this week; without it the access is lost.",
             "results_so_far": "Two meetings reported; the supply route is now known.",
         },
     )
@@ -343,7 +404,8 @@ def test_an_urgent_chis_is_renewed_in_writing_by_a_superintendent_from_the_old_e
     case.complete(SUPT, "decide_renewal", renewal_form())
     case.complete(RECORDS, "record_renewal", ENTRY)
     variables = case.variables(SUPT)
-    assert variables["renewal_count"] == 1 and variables["urgent_route"] is False
+    assert variables["renewal_count"] == 1
+    assert variables["urgent_route"] is False
     assert variables["previous_expires_at"] == "2026-01-08T09:00:00+00:00"
     # s.43(4): 12 months beginning with the day the urgent grant would have ceased (8 January).
     assert variables["expires_at"] == "2027-01-08T00:00:00+00:00"
@@ -363,7 +425,11 @@ def test_an_urgent_chis_is_renewed_in_writing_by_a_superintendent_from_the_old_e
     assert elements(case, SUPT) == ["cancel_authorisation"]
     finish_cancellation(case, SUPT, "no_longer_necessary")
     recorded = [e["detail"]["element_id"] for e in history(case) if e["action"] == "task.completed"]
-    assert [r for r in recorded if r.startswith("record_")] == ["record_grant", "record_renewal", "record_cancellation"]
+    assert [r for r in recorded if r.startswith("record_")] == [
+        "record_grant",
+        "record_renewal",
+        "record_cancellation",
+    ]
 
 
 # -- escalations ---------------------------------------------------------------------------------------
@@ -384,6 +450,22 @@ def test_a_juvenile_chis_needs_an_acc_lasts_4_months_and_is_reviewed_at_least_mo
     assert elements(case, ACC) == ["review_authorisation"]
     case.complete(ACC, "review_authorisation", {**CONTINUE, "next_review_interval_days": 60})
     assert case.timers(SUPT)["review_due"] == "2026-03-05T00:00:00+00:00"
+
+    # The next review finds it no longer proportionate: the review itself leads to cancellation.
+    case.advance(timedelta(days=28))
+    case.complete(
+        ACC,
+        "review_authorisation",
+        {
+            "review_outcome": "cancel",
+            "still_necessary": True,
+            "still_proportionate": False,
+            "review_rationale": "The source's welfare assessment changed; tasking is not proportionate.",
+        },
+    )
+    assert elements(case, TEAM) == []
+    assert case.timers(SUPT) == {}
+    finish_cancellation(case, ACC, "no_longer_proportionate")
 
 
 def test_a_source_under_16_cannot_be_authorised_against_a_parent(
@@ -414,7 +496,10 @@ def test_confidential_material_escalates_to_the_chief_constable(
     low = assert_problem(complete_as(case, SUPT, "decide_authorisation", grant_form()), 403, "rank-too-low")
     assert "Chief Constable" in low["detail"]
     variables = in_force(case, CHIEF)
-    assert (variables["authorised_rank"], variables["expires_at"]) == ("chief_constable", "2026-04-04T23:00:00+00:00")
+    assert (variables["authorised_rank"], variables["expires_at"]) == (
+        "chief_constable",
+        "2026-04-04T23:00:00+00:00",
+    )
 
 
 # -- intrusive surveillance ----------------------------------------------------------------------------
@@ -430,10 +515,15 @@ def test_intrusive_surveillance_takes_effect_only_when_a_judicial_commissioner_a
     refused.complete(
         GATEKEEPER,
         "record_jc_decision",
-        {"jc_decision": "refused", "jc_reference": "IPCO/26/311", "jc_decided_at": "2026-01-05T15:00:00+00:00"},
+        {
+            "jc_decision": "refused",
+            "jc_reference": "IPCO/26/311",
+            "jc_decided_at": "2026-01-05T15:00:00+00:00",
+        },
     )
     assert refused.status(SUPT) == "completed"
-    assert "expires_at" not in refused.variables(SUPT) and elements(refused, RECORDS) == []
+    assert "expires_at" not in refused.variables(SUPT)
+    assert elements(refused, RECORDS) == []
 
     # Directed surveillance in a private vehicle is intrusive surveillance.
     approved = applied(
@@ -446,7 +536,11 @@ def test_intrusive_surveillance_takes_effect_only_when_a_judicial_commissioner_a
     approved.complete(
         GATEKEEPER,
         "record_jc_decision",
-        {"jc_decision": "approved", "jc_reference": "IPCO/26/312", "jc_decided_at": "2026-01-07T09:00:00+00:00"},
+        {
+            "jc_decision": "approved",
+            "jc_reference": "IPCO/26/312",
+            "jc_decided_at": "2026-01-07T09:00:00+00:00",
+        },
     )
     approved.complete(RECORDS, "record_grant", ENTRY)
     variables = approved.variables(SUPT)
@@ -469,7 +563,11 @@ def test_urgent_intrusive_surveillance_quashed_by_the_judicial_commissioner_ceas
     case.complete(
         GATEKEEPER,
         "record_urgent_jc_decision",
-        {"jc_decision": "refused", "jc_reference": "IPCO/26/318", "jc_decided_at": "2026-01-05T18:00:00+00:00"},
+        {
+            "jc_decision": "refused",
+            "jc_reference": "IPCO/26/318",
+            "jc_decided_at": "2026-01-05T18:00:00+00:00",
+        },
     )
     assert case.variables(SUPT)["ceased_at"] == "2026-01-05T09:00:00+00:00"
     assert elements(case, ACC) == ["cancel_authorisation"]
@@ -483,9 +581,12 @@ def test_communications_data_is_decided_by_the_ocda_for_one_month_and_renewed_by
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     case = applied(api, services, clock, application("communications_data"))
-    assert elements(case, SUPT) == [] and elements(case, CHIEF) == []
+    assert elements(case, SUPT) == []
+    assert elements(case, CHIEF) == []
     assert elements(case, OCDA) == ["ocda_decision"]
-    team = assert_problem(complete_as(case, OCDA_ON_TEAM, "ocda_decision", grant_form()), 403, "separation-of-duties")
+    team = assert_problem(
+        complete_as(case, OCDA_ON_TEAM, "ocda_decision", grant_form()), 403, "separation-of-duties"
+    )
     assert "investigation team" in team["detail"]
     case.complete(OCDA, "ocda_decision", grant_form())
     case.complete(RECORDS, "record_grant", ENTRY)
@@ -500,11 +601,12 @@ def test_communications_data_is_decided_by_the_ocda_for_one_month_and_renewed_by
         "renew_or_cancel",
         {
             "expiry_action": "renew",
-            "renewal_case": "The subscriber checks identified two new handsets that need the same data for a month.",
+            "renewal_case": "Subscriber checks found two new handsets needing the same data for a month.",
             "results_so_far": "Call data placed the subject with the supplier on three dates.",
         },
     )
-    assert elements(case, SUPT) == [] and elements(case, OCDA) == ["ocda_renewal_decision"]
+    assert elements(case, SUPT) == []
+    assert elements(case, OCDA) == ["ocda_renewal_decision"]
     case.complete(OCDA, "ocda_renewal_decision", renewal_form())
     case.complete(RECORDS, "record_renewal", ENTRY)
     variables = case.variables(SUPT)
@@ -515,7 +617,9 @@ def test_communications_data_is_decided_by_the_ocda_for_one_month_and_renewed_by
     assert variables["cancel_or_renew_from"] == "2026-02-26T00:00:00+00:00"
 
 
-def test_urgent_communications_data_lapses_after_3_days(api: Api, services: Services, clock: FrozenClock) -> None:
+def test_urgent_communications_data_lapses_after_3_days(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
     case = applied(api, services, clock, application("communications_data", urgent=True))
     assert elements(case, OCDA) == []  # the urgent route stays with a designated senior officer
     variables = in_force(case, INSPECTOR)
@@ -538,7 +642,11 @@ def test_equipment_interference_needs_the_double_lock_and_lasts_6_months(
     case.complete(
         GATEKEEPER,
         "record_jc_decision",
-        {"jc_decision": "approved", "jc_reference": "IPCO/26/400", "jc_decided_at": "2026-01-05T12:00:00+00:00"},
+        {
+            "jc_decision": "approved",
+            "jc_reference": "IPCO/26/400",
+            "jc_decided_at": "2026-01-05T12:00:00+00:00",
+        },
     )
     case.complete(RECORDS, "record_grant", ENTRY)
     variables = case.variables(SUPT)
@@ -558,7 +666,10 @@ def test_an_urgent_equipment_interference_warrant_ceases_without_approval_by_the
     assert elements(case, GATEKEEPER) == ["record_urgent_jc_decision"]
     case.advance(timedelta(minutes=1))
     variables = case.variables(SUPT)
-    assert (variables["jc_decision"], variables["ceased_at"]) == ("not_decided_in_time", "2026-01-09T00:00:00+00:00")
+    assert (variables["jc_decision"], variables["ceased_at"]) == (
+        "not_decided_in_time",
+        "2026-01-09T00:00:00+00:00",
+    )
     assert elements(case, GATEKEEPER) == []
     finish_cancellation(case, ACC, "not_approved_by_judicial_commissioner")
 
@@ -584,7 +695,11 @@ def test_a_chis_reviewed_monthly_for_a_year_then_renewed_from_the_old_expiry(
     assert clock.now().isoformat() == "2026-12-07T09:00:00+00:00"
     variables = case.variables(SUPT)
     assert (variables["review_count"], variables["last_reviewed_at"]) == (12, "2026-12-07T09:00:00+00:00")
-    reviews = [e for e in history(case) if e["action"] == "task.completed" and e["detail"]["element_id"] == "review_authorisation"]
+    reviews = [
+        e
+        for e in history(case)
+        if e["action"] == "task.completed" and e["detail"]["element_id"] == "review_authorisation"
+    ]
     assert [e["actor"] for e in reviews] == [SUPT.subject] * 12
 
     case.advance(timedelta(days=18, hours=15))  # the renewal window opens at 00:00 on 26 December

@@ -7,7 +7,10 @@ weeks, the sustainment check 6 months after closure, the claim and its audit.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +19,12 @@ from scenario_support import Case, deploy_project, person
 
 from engine.clock import FrozenClock
 from engine.container import Services
+from engine.settings import Settings
 
 KEY = "troubled_families_referral"
 REFERRER = person("pc.hill", "referrer")
 TRIAGE = person("eh.shaw", "early_help_triage")
+MANAGER = person("eh.lowe", "early_help_manager")
 DATA = person("sf.data", "data_team")
 KEYWORKER = person("kw.green", "keyworker")
 TAF = person("taf.chair", "team_around_family")
@@ -32,6 +37,19 @@ MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 WEEK = timedelta(weeks=1)
 NEEDS = ["domestic_abuse", "education", "housing"]
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The test settings, with ``families.taf_review_weeks`` set to the test's parameter if it has one."""
+    weeks = getattr(request, "param", None)
+    if weeks is None:
+        return settings
+    values = json.loads((settings.processes_dir / "settings.json").read_text())
+    values["families.taf_review_weeks"]["value"] = weeks
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(values))
+    return dataclasses.replace(settings, process_settings_file=path)
 
 
 @pytest.fixture(autouse=True)
@@ -359,30 +377,29 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     state = on_time.state(TRIAGE)
     assert (state["status"], state["timers"]) == ("completed", [])
 
-    # Sixty minutes (families.child_protection_escalation_minutes): the duty manager is told.
+    # Sixty minutes (families.child_protection_escalation_minutes): the duty manager gets a task.
+    assert late.inbox(MANAGER) == []
     late.advance(MINUTE)
-    assert sorted(t["element_id"] for t in late.inbox(TRIAGE)) == ["chase_csc_escalation", "escalate_to_csc"]
-    chase = late.task(TRIAGE, "chase_csc_escalation")
+    assert [t["element_id"] for t in late.inbox(TRIAGE)] == ["escalate_to_csc"]
+    chase = late.task(MANAGER, "chase_csc_escalation")
+    assert [t["element_id"] for t in late.inbox(MANAGER)] == ["chase_csc_escalation"]
     assert (chase["priority"], at(chase["due_at"])) == (100, started + 120 * MINUTE)
     assert fired(late, TRIAGE) == [("csc_escalation_overdue", started + 60 * MINUTE)]
     problem = assert_problem(
         api.post(
             f"/api/v1/tasks/{chase['id']}/complete",
-            TRIAGE,
-            json={
-                "data": {"manager_informed": True, "manager_name": "J Lowe", "delay_reason": "Phones down"}
-            },
+            MANAGER,
+            json={"data": {"spoke_to": "E Shaw", "delay_reason": "Phones down"}},
         ),
         422,
         "form-data-invalid",
     )
     assert problem["errors"] == {"$": ["'action_taken' is a required property"]}
     late.complete(
-        TRIAGE,
+        MANAGER,
         "chase_csc_escalation",
         {
-            "manager_informed": True,
-            "manager_name": "J Lowe",
+            "spoke_to": "E Shaw",
             "delay_reason": "MASH phone line down for an hour.",
             "action_taken": "phoned_children_social_care",
         },
@@ -429,45 +446,30 @@ def test_refused_consent_does_not_block_a_child_protection_referral(
     assert declined.inbox(DATA) == []
 
 
-@pytest.mark.parametrize(
-    ("needs", "children", "expectant", "reason"),
-    [
-        (["domestic_abuse", "education"], True, False, "Fewer than 3 needs across the framework"),
-        ([*NEEDS, "health", "crime"], False, False, "No dependent children or expectant parent"),
-    ],
-    ids=["two-needs", "no-dependants"],
-)
-def test_an_ineligible_family_gets_no_keyworker_under_the_programme(
-    api: Api,
-    services: Services,
-    clock: FrozenClock,
-    needs: list[str],
-    children: bool,
-    expectant: bool,
-    reason: str,
-) -> None:
-    case = start(api, services, clock)
-    case.complete(REFERRER, "make_referral", referral())
-    case.complete(TRIAGE, "triage_referral", triage("early_help"))
-    case.complete(TRIAGE, "record_consent", consent())
-    case.complete(DATA, "check_needs", needs_check(needs, children=children, expectant=expectant))
-    variables = case.variables(DATA)
-    assert (variables["eligible_for_payment"], variables["eligibility_reason"]) == (False, reason)
-    state = case.state(DATA)
-    assert (state["status"], state["open_tasks"]) == ("completed", [])
-    assert case.inbox(TRIAGE) == []
+ELIGIBILITY = [
+    # (needs confirmed, dependent children, expectant parent, eligible, reason)
+    (["domestic_abuse", "education"], True, False, False, "Fewer than 3 needs across the framework"),
+    ([*NEEDS, "health", "crime"], False, False, False, "No dependent children or expectant parent"),
+    (NEEDS, False, True, True, "At least 3 needs, with dependent children or an expectant parent"),
+]
 
 
-def test_expectant_parent_with_three_needs_is_eligible(
-    api: Api, services: Services, clock: FrozenClock
-) -> None:
-    case = start(api, services, clock)
-    case.complete(REFERRER, "make_referral", referral(has_dependent_children=False, expectant_parent=True))
-    case.complete(TRIAGE, "triage_referral", triage("early_help"))
-    case.complete(TRIAGE, "record_consent", consent())
-    case.complete(DATA, "check_needs", needs_check(NEEDS, children=False, expectant=True))
-    assert case.variables(DATA)["eligible_for_payment"] is True
-    assert case.open_elements(TRIAGE) == ["allocate_keyworker"]
+def test_eligibility_comes_from_the_decision_table(api: Api, services: Services, clock: FrozenClock) -> None:
+    """Ineligible families end without a keyworker; an expectant parent with 3 needs is eligible."""
+    for number, (needs, children, expectant, eligible, reason) in enumerate(ELIGIBILITY):
+        case = start(api, services, clock, f"SF-E{number}")
+        case.complete(REFERRER, "make_referral", referral())
+        case.complete(TRIAGE, "triage_referral", triage("early_help"))
+        case.complete(TRIAGE, "record_consent", consent())
+        case.complete(DATA, "check_needs", needs_check(needs, children=children, expectant=expectant))
+        variables = case.variables(DATA)
+        assert (variables["eligible_for_payment"], variables["eligibility_reason"]) == (eligible, reason)
+        state = case.state(DATA)
+        if eligible:
+            assert [t["element_id"] for t in case.inbox(TRIAGE)] == ["allocate_keyworker"]
+        else:
+            assert (state["status"], state["open_tasks"]) == ("completed", [])
+            assert case.inbox(TRIAGE) == []
 
     universal = start(api, services, clock, "SF-UNIVERSAL")
     universal.complete(REFERRER, "make_referral", referral())
@@ -509,6 +511,19 @@ def test_ten_team_around_the_family_reviews_each_exactly_on_time(
     assert case.open_elements(KEYWORKER) == ["close_case"]
     assert fired(case, TAF) == [("taf_review_due", when) for when in expected]
     assert len(expected) == 10
+
+
+@pytest.mark.parametrize(("settings", "weeks"), [(7, 7), (10, 8), (4, 6)], indirect=["settings"])
+def test_the_first_review_interval_is_a_setting_kept_within_six_to_eight_weeks(
+    api: Api, services: Services, clock: FrozenClock, weeks: int
+) -> None:
+    case = to_plan(api, services, clock)
+    assert case.variables(TAF)["taf_review_weeks"] == weeks
+    assert case.timers(TAF) == {"taf_review_due": (clock.now() + weeks * WEEK).isoformat()}
+    case.advance(weeks * WEEK - MINUTE)
+    assert case.inbox(TAF) == []
+    case.advance(MINUTE)
+    assert [t["element_id"] for t in case.inbox(TAF)] == ["taf_review"]
 
 
 def test_step_up_to_childrens_social_care_at_a_review(
