@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from api_support import Api, assert_problem
-from scenario_support import Case, deploy_project, person
+from scenario_support import FORMS, PROCESSES, Case, person
 
+from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
+from engine.db import transaction
 from engine.instances import InstanceService
 from engine.models import TaskHistory
+from engine.registry import Deployer
 
 KEY = "custody_detention"
 CUSTODY = person("ps.custody", "custody_officer", rank="sergeant")
@@ -71,6 +74,14 @@ CHARGED = {
     "disposal_reason": "CPS authorised charge on the full code test after the second interview.",
     "charge_details": "Robbery, Theft Act 1968 s.8; CPS reference 01YY1234526",
 }
+
+
+def deploy_custody(services: Services) -> None:
+    """Deploy this process and the forms (the other shipped processes are not needed here)."""
+    files = [SourceFile(f"{KEY}.bpmn", (PROCESSES / f"{KEY}.bpmn").read_text())]
+    files += [SourceFile(p.name, p.read_text()) for p in sorted(FORMS.glob("*.json"))]
+    with transaction(services.sessions) as session:
+        Deployer(session, services.context.registry, services.clock).deploy(files, by="tests")
 
 
 def iso(moment: datetime) -> str:
@@ -151,7 +162,7 @@ def start(api: Api, services: Services, clock: FrozenClock, number: int) -> Case
 @pytest.fixture
 def booked(api: Api, services: Services, clock: FrozenClock) -> Case:
     """A detainee booked in and detention authorised at 09:00; the investigation team has insp.team."""
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -239,7 +250,7 @@ def test_detention_runs_from_booking_to_charge(booked: Case) -> None:
 def test_relevant_time_is_24_hours_after_arrest_when_that_is_earlier(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -263,7 +274,7 @@ def test_relevant_time_is_24_hours_after_arrest_when_that_is_earlier(
 def test_detention_not_authorised_ends_without_a_clock(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -571,7 +582,7 @@ def test_thirty_hourly_welfare_visits_with_reviews_falling_due_among_them(booked
 def test_delays_of_rights_need_the_right_rank_and_end_by_36_hours(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = start(api, services, clock, 5)
     case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS})
     inform = case.task(INSPECTOR, "decide_inform_delay")
@@ -636,7 +647,7 @@ def test_delays_of_rights_need_the_right_rank_and_end_by_36_hours(
 def test_delays_of_rights_are_refused_for_an_offence_that_is_not_indictable(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = start(api, services, clock, 6)
     case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS, "indictable": False})
     assert [t["element_id"] for t in case.inbox(INSPECTOR)] == ["review_detention"]
