@@ -20,6 +20,7 @@ from engine.container import Services
 KEY = "troubled_families_referral"
 REFERRER = person("pc.hill", "referrer")
 TRIAGE = person("eh.shaw", "early_help_triage")
+MANAGER = person("eh.lowe", "early_help_manager")
 DATA = person("sf.data", "data_team")
 KEYWORKER = person("kw.green", "keyworker")
 TAF = person("taf.chair", "team_around_family")
@@ -359,30 +360,29 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     state = on_time.state(TRIAGE)
     assert (state["status"], state["timers"]) == ("completed", [])
 
-    # Sixty minutes (families.child_protection_escalation_minutes): the duty manager is told.
+    # Sixty minutes (families.child_protection_escalation_minutes): the duty manager gets a task.
+    assert late.inbox(MANAGER) == []
     late.advance(MINUTE)
-    assert sorted(t["element_id"] for t in late.inbox(TRIAGE)) == ["chase_csc_escalation", "escalate_to_csc"]
-    chase = late.task(TRIAGE, "chase_csc_escalation")
+    assert [t["element_id"] for t in late.inbox(TRIAGE)] == ["escalate_to_csc"]
+    chase = late.task(MANAGER, "chase_csc_escalation")
+    assert [t["element_id"] for t in late.inbox(MANAGER)] == ["chase_csc_escalation"]
     assert (chase["priority"], at(chase["due_at"])) == (100, started + 120 * MINUTE)
     assert fired(late, TRIAGE) == [("csc_escalation_overdue", started + 60 * MINUTE)]
     problem = assert_problem(
         api.post(
             f"/api/v1/tasks/{chase['id']}/complete",
-            TRIAGE,
-            json={
-                "data": {"manager_informed": True, "manager_name": "J Lowe", "delay_reason": "Phones down"}
-            },
+            MANAGER,
+            json={"data": {"spoke_to": "E Shaw", "delay_reason": "Phones down"}},
         ),
         422,
         "form-data-invalid",
     )
     assert problem["errors"] == {"$": ["'action_taken' is a required property"]}
     late.complete(
-        TRIAGE,
+        MANAGER,
         "chase_csc_escalation",
         {
-            "manager_informed": True,
-            "manager_name": "J Lowe",
+            "spoke_to": "E Shaw",
             "delay_reason": "MASH phone line down for an hour.",
             "action_taken": "phoned_children_social_care",
         },
