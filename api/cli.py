@@ -201,7 +201,8 @@ def serve_command(host: str, port: int, reload_processes: bool) -> None:  # noqa
 
 def _report_reload(report: ReloadReport) -> None:
     """What a reload did, on the console of ``serve --reload-processes``."""
-    click.echo(f"changed: {', '.join(report.changed) or '(none)'}", err=not report.deployed)
+    if report.changed:
+        click.echo(f"changed: {', '.join(report.changed)}", err=not report.deployed)
     for r in report.results:
         if r.created:
             click.echo(f"  {r.key} v{r.version} deployed")

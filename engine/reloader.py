@@ -38,8 +38,9 @@ class ProcessReloader:
 
     Every file of both directories goes to the deployer together, so a changed form or decision table
     reaches the processes that use it, and unchanged processes keep their version. A file that fails
-    validation is reported (``report`` and the log) and the previous version stays deployed; the server
-    carries on. Polling needs no platform support and costs one ``stat`` per file per interval.
+    validation is reported (to ``report`` when given, else to the log) and the previous version stays
+    deployed; the server carries on. Polling needs no platform support and costs one ``stat`` per file
+    per interval.
     """
 
     def __init__(
@@ -79,14 +80,16 @@ class ProcessReloader:
         if previous is not None and current == previous:
             return None
         self._seen = current
-        changed = sorted(
-            p.name
-            for p in current.keys() | (previous or {}).keys()
-            if (previous or {}).get(p) != current.get(p)
+        # The first poll deploys what is there; later ones name the files added, changed or removed.
+        changed = (
+            []
+            if previous is None
+            else sorted(p.name for p in current.keys() | previous.keys() if previous.get(p) != current.get(p))
         )
         outcome = self._deploy(sorted(current), changed)
-        self._log(outcome)
-        if self.report is not None:
+        if self.report is None:
+            self._log(outcome)
+        else:
             self.report(outcome)
         return outcome
 

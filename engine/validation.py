@@ -32,6 +32,7 @@ from engine.bpmn import (
 from engine.errors import DefinitionError, UnsafeXMLError, ValidationError
 from engine.forms import check_schema
 from engine.sandbox import Sandbox
+from engine.timeexpr import parse_date, parse_duration
 from engine.timer_events import literal_text
 
 SPIFF_NS: Final = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -261,7 +262,8 @@ def _check_forms(files: Sequence[SourceFile], found: _Findings) -> set[str]:
             try:
                 check_schema(name, schema)
             except DefinitionError as exc:
-                found.add(source, "form-invalid", exc.detail, element_id=next(iter(exc.errors), None))
+                where = next(iter(exc.errors), name)
+                found.add(source, "form-invalid", exc.detail, element_id="$" + where[len(name) :])
     return names
 
 
@@ -347,7 +349,7 @@ def _check_document(document: _Document, known: Catalogue, found: _Findings) -> 
                 found.add(source, "process-unknown", f"called process {called!r} does not exist", node=node)
         elif tag == "exclusiveGateway":
             _check_gateway(source, node, found)
-        elif tag in SCOPES:
+        elif tag in SCOPES and tag != "adHocSubProcess":  # ad hoc activities need no flows
             _check_flow(source, node, found)
         if tag in FLOW_NODES:
             _check_spiff_scripts(source, node, found)
@@ -381,6 +383,9 @@ def _check_user_task(
             "the user task is in no lane and has no role property, so nobody could take it",
             node=node,
         )
+    due = props.get("due")
+    if due is not None:
+        _check_constant_due(source, node, due, found)
     for name in EXPRESSION_PROPERTIES:
         prop = props.get(name)
         if prop is not None and (prop.get("value") or "").strip():
@@ -388,6 +393,25 @@ def _check_user_task(
                 source, prop, prop.get("value") or "", "eval", "expression-invalid", found,
                 node=node, what=f"property {name!r}", single_line=True,
             )  # fmt: skip
+
+
+def _check_constant_due(
+    source: SourceFile, node: etree._Element, due: etree._Element, found: _Findings
+) -> None:
+    """A constant due property must be an ISO 8601 duration or an instant with an offset."""
+    try:
+        value = ast.literal_eval((due.get("value") or "").strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return  # an expression, evaluated when the task is created
+    if not isinstance(value, str):
+        return
+    try:
+        if value.strip().upper().startswith("P"):
+            parse_duration(value.strip())
+        else:
+            parse_date(value.strip())
+    except ValidationError as exc:
+        found.add(source, "due-invalid", f"property 'due': {exc.detail}", node=node, line=_line(due))
 
 
 def _check_spiff_scripts(source: SourceFile, node: etree._Element, found: _Findings) -> None:

@@ -522,6 +522,15 @@ def test_further_examination_returns_to_the_examiners(
     broken["continuity_entry"]["seal_notes"] = "Seal torn in transit; bag resealed with SEAL-EX-1B."
     case.complete(EXAMINER, "record_continuity", broken)
     case.complete(EXAMINER, "record_continuity", continuity("EX-2"))
+    # An exhibit without an extraction record (tool, version, hash) sends the examination back.
+    partial = examination(extractions=[extraction("EX-1"), extraction("EX-9")])
+    case.complete(EXAMINER, "examine_exhibits", partial)
+    assert case.open_elements(OIC) == ["examine_exhibits"]
+    variables = case.variables(OIC)
+    assert (variables["exhibits_without_extraction"], variables["extractions_of_unknown_exhibits"]) == (
+        ["EX-2"],
+        ["EX-9"],
+    )
     for _ in range(3):
         case.complete(EXAMINER, "examine_exhibits", examination())
         case.complete(
@@ -544,7 +553,7 @@ def test_further_examination_returns_to_the_examiners(
     case.complete(PEER, "peer_review", peer_review())
     assert case.open_elements(OIC) == ["schedule_disclosure"]
     elements = [element for element, _ in completed_by(case, OIC)]
-    assert elements.count("examine_exhibits") == 4
+    assert elements.count("examine_exhibits") == 5
     assert elements.count("review_interim_results") == 4
     seal_notes = [e["seal_notes"] for e in case.variables(OIC)["continuity_log"] if not e["seal_intact"]]
     assert seal_notes == ["Seal torn in transit; bag resealed with SEAL-EX-1B."]

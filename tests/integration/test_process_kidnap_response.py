@@ -33,6 +33,7 @@ OUTSIDER = person("dc.moss", "negotiator", units=("MIT-South",))
 APPLICANT = person("dc.jones", "applicant")
 AUTHORISER = person("insp.ward", "authorising_officer", rank="inspector")
 RECORD_KEEPER = person("ms.price", "central_record_keeper", rank=None)
+ACC = person("acc.rowe", "authorising_officer", rank="assistant_chief_constable")
 
 TEAM = ["dc.jones", "dc.frost", "ds.nolan"]
 
@@ -657,6 +658,128 @@ def test_urgent_covert_authority_lapses_after_72_hours_and_is_cancelled(
     # The kidnap's own decision survives the called process's decisions.
     assert case.variables(GOLD)["decision"] == "granted"
     assert not any(e.startswith(("cancel_", "record_", "carry_")) for e in case.open_elements(GOLD))
+
+
+def granted(**extra: Any) -> dict[str, Any]:
+    return {
+        "decision": "granted",
+        "rationale": "Necessary and proportionate to find the kidnappers while the victim's life is at risk.",
+        "necessity_reasoning": "No other means will find the kidnappers in time to protect the victim.",
+        "proportionality_reasoning": "Tightly limited to the kidnappers' devices for the life of the threat.",
+        "collateral_intrusion_reasoning": "Other users of the devices are not expected.",
+        "review_interval_days": 7,
+        "authoriser_involved_in_investigation": False,
+        **extra,
+    }
+
+
+CANCELLATION = {
+    "cancellation_reason": "lapsed",
+    "cancellation_rationale": "The urgent authority reached its limit; recorded and cancelled.",
+    "material_obtained": "Data obtained before the limit",
+    "product_handling": "Retained for review as unused material",
+    "confidential_material_obtained": False,
+}
+
+
+def test_urgent_communications_data_and_equipment_interference_are_watched_to_their_limits(
+    api: Api, services: Services, clock: FrozenClock, deployed: None
+) -> None:
+    case = start(api, services, clock, "OP-EGRET")
+    to_command(case)
+    # Thursday 8 January 2026, 16:00 GMT.
+    case.advance(datetime(2026, 1, 8, 16, 0, tzinfo=UTC) - clock.now())
+    case.complete(
+        INTELLIGENCE,
+        "identify_covert_needs",
+        {
+            "covert_authorities": [
+                {
+                    "power_type": "communications_data",
+                    "purpose": "Subscriber and location data for the demand phone",
+                },
+                {"power_type": "equipment_interference", "purpose": "Locate the kidnappers' handset"},
+            ]
+        },
+    )
+    applications = {}
+    for task in case.inbox(APPLICANT):
+        read = api.get(f"/api/v1/tasks/{task['id']}", APPLICANT, headers={"X-Purpose": "scenario test"})
+        applications[read.get_json()["data"]["power_type"]] = task
+    assert sorted(applications) == ["communications_data", "equipment_interference"]
+    for power_type, task in applications.items():
+        data = {**APPLICATION, "power_type": power_type}
+        response = api.post(f"/api/v1/tasks/{task['id']}/complete", APPLICANT, json={"data": data})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    decisions = {t["summary"]: t for t in case.inbox(AUTHORISER) if t["element_id"] == "decide_authorisation"}
+    assert sorted(decisions) == [
+        "Communications data (urgent): OP-EGRET (urgent)",
+        "Equipment interference (urgent): OP-EGRET (urgent)",
+    ]
+    ei_decision = decisions["Equipment interference (urgent): OP-EGRET (urgent)"]
+    assert ei_decision["required_rank"] == "assistant_chief_constable"
+    low = api.post(f"/api/v1/tasks/{ei_decision['id']}/complete", AUTHORISER, json={"data": granted()})
+    assert_problem(low, 403, "rank-too-low")
+    cd_decision = decisions["Communications data (urgent): OP-EGRET (urgent)"]
+    for who, task in ((AUTHORISER, cd_decision), (ACC, ei_decision)):
+        response = api.post(f"/api/v1/tasks/{task['id']}/complete", who, json={"data": granted()})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    for task in case.inbox(RECORD_KEEPER):
+        entry = {"central_record_reference": f"CR-{task['id'][:6]}", "entry_verified": True}
+        response = api.post(f"/api/v1/tasks/{task['id']}/complete", RECORD_KEEPER, json={"data": entry})
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    # 3 days from the grant (IPA s.65(3A)); the end of the 3rd working day after the day of issue
+    # (IPA s.109): Friday 9, Monday 12, Tuesday 13, so midnight at the start of Wednesday 14.
+    cd_lapses = "2026-01-11T16:00:00+00:00"
+    ei_jc_by = "2026-01-14T00:00:00+00:00"
+    timers = [(t["element_id"], t["due_at"]) for t in case.state(GOLD)["timers"]]
+    assert ("authorisation_expires", cd_lapses) in timers
+    assert ("jc_decision_deadline", ei_jc_by) in timers
+
+    # Nobody renews the communications data: it lapses at exactly 3 days.
+    case.advance(due(cd_lapses) - clock.now() - timedelta(seconds=1))
+    assert ("authorisation_expires", cd_lapses) in [
+        (t["element_id"], t["due_at"]) for t in case.state(GOLD)["timers"]
+    ]
+    case.advance(timedelta(seconds=1))
+    assert [t["element_id"] for t in case.inbox(AUTHORISER)] == ["cancel_authorisation"]
+    cancel = case.task(AUTHORISER, "cancel_authorisation")
+    done = api.post(
+        f"/api/v1/tasks/{cancel['id']}/complete",
+        AUTHORISER,
+        json={"data": {**CANCELLATION, "cease_instruction_given_at": iso(clock.now())}},
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)
+    # No Judicial Commissioner decision on the equipment interference by the 3rd working day: it ceases.
+    case.advance(due(ei_jc_by) - clock.now())
+    cancel = case.task(ACC, "cancel_authorisation")
+    done = api.post(
+        f"/api/v1/tasks/{cancel['id']}/complete",
+        ACC,
+        json={"data": {**CANCELLATION, "cease_instruction_given_at": iso(clock.now())}},
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)
+    for task in case.inbox(RECORD_KEEPER):
+        entry = {"central_record_reference": f"CR-{task['id'][:6]}", "entry_verified": True}
+        response = api.post(f"/api/v1/tasks/{task['id']}/complete", RECORD_KEEPER, json={"data": entry})
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    records = {r["power_type"]: r for r in case.variables(GOLD)["covert_authority_records"]}
+    cd, ei = records["communications_data"], records["equipment_interference"]
+    assert (cd["expires_at"], cd["lapsed"], cd["lapsed_at"]) == (cd_lapses, True, cd_lapses)
+    assert (ei["jc_decide_by"], ei["jc_decision"], ei["ceased_at"]) == (
+        ei_jc_by,
+        "not_decided_in_time",
+        ei_jc_by,
+    )
+    fired = [
+        (e["detail"]["element_id"], e["detail"]["due_at"])
+        for e in history(case)
+        if e["action"] == "timer.fired"
+    ]
+    assert ("authorisation_expires", cd_lapses) in fired
+    assert ("jc_decision_deadline", ei_jc_by) in fired
 
 
 def test_fifty_negotiation_contacts_are_all_logged(

@@ -112,9 +112,9 @@ def test_unknown_form_and_invalid_form_files() -> None:
     not_json = SourceFile("broken.schema.json", '{"type": "object",\n  "properties": {\n    "a": }\n}')
     not_schema = SourceFile("odd.schema.json", '{"type": "objet"}')
     problems = check(SourceFile("good.bpmn", GOOD), not_json, not_schema)
-    assert {(p.file, p.line, p.code) for p in problems} == {
-        ("broken.schema.json", 3, "form-invalid"),
-        ("odd.schema.json", None, "form-invalid"),
+    assert {(p.file, p.line, p.element_id, p.code) for p in problems} == {
+        ("broken.schema.json", 3, None, "form-invalid"),
+        ("odd.schema.json", None, "$.type", "form-invalid"),
     }
 
 
@@ -170,6 +170,25 @@ def test_scripts_and_expressions_must_compile_in_the_sandbox() -> None:
     }
     assert all(p.severity == "error" for p in problems)
     assert any("__class__" in p.message for p in problems)
+
+
+def test_a_constant_due_property_must_be_iso_8601() -> None:
+    body = (
+        task("late", ("due", "'P2X'"))
+        + "\n"
+        + task("local", ("due", "'2026-04-14T23:00:00'"))
+        + "\n"
+        + task("fine", ("due", "'PT24H'"))
+        + "\n"
+        + task("computed", ("due", "calendar_months_end(granted_at, 3)"))
+        + "\n"
+        + line("start", "end", "late", "local", "fine", "computed")
+    )
+    text = bpmn(body)
+    assert found(check(SourceFile("due.bpmn", text))) == {
+        ("due.bpmn", line_of(text, "P2X"), "late", "due-invalid"),
+        ("due.bpmn", line_of(text, "2026-04-14T23:00:00"), "local", "due-invalid"),
+    }
 
 
 def test_timer_expressions_are_checked() -> None:
@@ -276,6 +295,21 @@ def test_unreachable_elements_dead_ends_and_endless_paths() -> None:
         ("start", "no-path-to-end", "warning"),
         ("apply", "no-path-to-end", "warning"),
         ("again", "no-path-to-end", "warning"),
+    }
+
+
+def test_a_process_needs_a_start_event_and_a_file_an_executable_process() -> None:
+    text = bpmn(
+        task("apply")
+        + '\n    <bpmn:endEvent id="end"/>\n'
+        + '    <bpmn:sequenceFlow id="f" sourceRef="apply" targetRef="end"/>'
+    )
+    assert found(check(SourceFile("nostart.bpmn", text))) == {
+        ("nostart.bpmn", line_of(text, '<bpmn:process id="checked"'), "checked", "start-event-missing")
+    }
+    sketch = GOOD.replace('isExecutable="true"', 'isExecutable="false"')
+    assert found(check(SourceFile("sketch.bpmn", sketch))) == {
+        ("sketch.bpmn", 1, None, "process-not-executable")
     }
 
 
@@ -552,6 +586,7 @@ def test_the_reload_loop_redeploys_changes_and_reports_errors_without_stopping(
     assert first is not None
     assert first.deployed
     assert [(r.key, r.version, r.created) for r in first.results] == [("checked", 1, True)]
+    assert first.changed == []  # the first poll loads what is there
     assert reloader.poll() is None  # nothing changed
 
     broken = GOOD.replace('value="application"', 'value="missing_form"')
