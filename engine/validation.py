@@ -349,7 +349,7 @@ def _check_document(document: _Document, known: Catalogue, found: _Findings) -> 
                 found.add(source, "process-unknown", f"called process {called!r} does not exist", node=node)
         elif tag == "exclusiveGateway":
             _check_gateway(source, node, found)
-        elif tag in SCOPES:
+        elif tag in SCOPES and tag != "adHocSubProcess":  # ad hoc activities need no flows
             _check_flow(source, node, found)
         if tag in FLOW_NODES:
             _check_spiff_scripts(source, node, found)

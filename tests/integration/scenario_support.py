@@ -141,8 +141,9 @@ class Case:
 
     def task(self, who: Person, element_id: str) -> dict[str, Any]:
         """The open task ``element_id`` as ``who`` finds it in their inbox (fails if they cannot see it)."""
-        matches = [t for t in self.inbox(who) if t["element_id"] == element_id]
-        seen = sorted(t["element_id"] for t in self.inbox(who))
+        inbox = self.inbox(who)
+        matches = [t for t in inbox if t["element_id"] == element_id]
+        seen = sorted(t["element_id"] for t in inbox)
         assert matches, f"{who.subject} has no open {element_id!r} task; their inbox holds {seen}"
         return matches[0]
 

@@ -12,6 +12,8 @@ from scenario_support import Case, deploy_project, person
 
 from engine.clock import FrozenClock
 from engine.container import Services
+from engine.instances import InstanceService
+from engine.models import TaskHistory
 
 KEY = "custody_detention"
 CUSTODY = person("ps.custody", "custody_officer", rank="sergeant")
@@ -39,7 +41,15 @@ BOOKING = {
     "vulnerable": False,
     "rights_given": True,
     "risk_assessment_summary": "No risk markers; no medication; fit to be detained.",
+    "delay_inform_requested": False,
+    "delay_legal_advice_requested": False,
 }
+DELAYS = {
+    "delay_inform_requested": True,
+    "delay_legal_advice_requested": True,
+    "delay_request_details": "DS Ahmed: two accomplices and the stolen jewellery are still outstanding.",
+}
+DELAY_RATIONALE = "Telling anyone now would alert the two outstanding accomplices who hold the jewellery."
 REVIEW = {
     "continued_detention_authorised": True,
     "review_grounds": "Interviews continue and the CCTV from the scene is still being recovered.",
@@ -80,6 +90,12 @@ def history(case: Case) -> list[dict[str, Any]]:
     return list(response.get_json()["items"])
 
 
+def steps(services: Services, case: Case) -> list[TaskHistory]:
+    """The finished steps of the case as the engine recorded them, oldest first."""
+    with services.sessions() as session:
+        return InstanceService(session, services.context).history(case.id)
+
+
 def completed_elements(case: Case) -> list[str]:
     return [
         e["detail"]["element_id"] for e in history(case) if e["action"] in ("task.completed", "task.decided")
@@ -114,6 +130,22 @@ def extend(case: Case, who: Any = SUPT, **changes: Any) -> Any:
 
 def review(case: Case, who: Any = INSPECTOR, **changes: Any) -> None:
     case.complete(who, "review_detention", {**REVIEW, **changes})
+
+
+def start(api: Api, services: Services, clock: FrozenClock, number: int) -> Case:
+    return Case.start(
+        api,
+        services,
+        clock,
+        KEY,
+        CUSTODY,
+        business_key=f"CUS-{number:04d}",
+        custody_reference=f"NW/{number:04d}/26",
+        case_reference="OP-GARNET",
+        arrested_at=ARRESTED_AT,
+        arrived_at=ARRIVED_AT,
+        investigation_team=["dc.case", "insp.team"],
+    )
 
 
 @pytest.fixture
@@ -534,3 +566,90 @@ def test_thirty_hourly_welfare_visits_with_reviews_falling_due_among_them(booked
     assert sum(1 for e in completed_elements(case) if e == "welfare_visit") == 30
     case.complete(CUSTODY, "decide_disposal", CHARGED)
     assert case.status(CUSTODY) == "completed"
+
+
+def test_delays_of_rights_need_the_right_rank_and_end_by_36_hours(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_project(services)
+    case = start(api, services, clock, 5)
+    case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS})
+    inform = case.task(INSPECTOR, "decide_inform_delay")
+    advice = case.task(SUPT, "decide_advice_delay")
+    assert (inform["required_rank"], inform["is_approval"], inform["due_at"]) == (
+        "inspector",
+        True,
+        "2026-01-05T10:00:00+00:00",  # custody.rights_delay_decision_minutes
+    )
+    assert advice["summary"] == "Delay legal advice for NW/0005/26 (s.58)"
+    assert [a["element_id"] for a in api.get("/api/v1/approvals", SUPT).get_json()["items"]] == [
+        "decide_advice_delay"
+    ]
+    granted = {"decision": "granted", "rationale": DELAY_RATIONALE, "indictable_confirmed": True}
+    granted |= {"delay_grounds": ["alert_other_suspects"], "detainee_told": True}
+    # Legal advice may be delayed only by a superintendent (s.58(6)).
+    path = f"/api/v1/tasks/{advice['id']}/complete"
+    low = assert_problem(
+        api.post(path, CHIEF_INSPECTOR, json={"data": {**granted, "delay_until_hours": 10}}),
+        403,
+        "rank-too-low",
+    )
+    assert "Superintendent" in low["detail"]
+    # Never beyond 36 hours after the relevant time.
+    too_long = assert_problem(
+        api.post(path, SUPT, json={"data": {**granted, "delay_until_hours": 40}}), 422, "form-data-invalid"
+    )
+    assert "$.delay_until_hours" in too_long["errors"]
+    case.complete(SUPT, "decide_advice_delay", {**granted, "delay_until_hours": 10})
+    case.complete(INSPECTOR, "decide_inform_delay", {**granted, "delay_until_hours": 12})
+    timers = case.timers(CUSTODY)
+    assert (timers["advice_delay_ends"], timers["inform_delay_ends"]) == (at(10), at(12))
+    data = case.variables(CUSTODY)
+    assert (data["inform_delay_status"], data["inform_delay_authorised_by"]) == ("in_force", "insp.review")
+
+    move_to(case, at(10))
+    allow = case.task(CUSTODY, "allow_advice")
+    assert allow["summary"] == "Delay of legal advice has ended for NW/0005/26"
+    case.complete(
+        CUSTODY,
+        "allow_advice",
+        {"right_allowed_at": at(10), "action_taken": "Duty solicitor called at the detainee's request."},
+    )
+    move_to(case, at(12))
+    case.complete(
+        CUSTODY,
+        "allow_inform",
+        {"right_allowed_at": at(12), "action_taken": "Partner told where he is held."},
+    )
+    assert {"advice_delay_ends", "inform_delay_ends"}.isdisjoint(case.timers(CUSTODY))
+    decided = [
+        (e["actor"], e["detail"]["element_id"]) for e in history(case) if e["action"] == "task.decided"
+    ]
+    assert sorted(decided) == [
+        ("insp.review", "decide_inform_delay"),
+        ("supt.station", "decide_advice_delay"),
+    ]
+    case.complete(CUSTODY, "decide_disposal", CHARGED)
+    assert case.status(CUSTODY) == "completed"
+
+
+def test_delays_of_rights_are_refused_for_an_offence_that_is_not_indictable(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_project(services)
+    case = start(api, services, clock, 6)
+    case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS, "indictable": False})
+    assert [t["element_id"] for t in case.inbox(INSPECTOR)] == ["review_detention"]
+    assert case.inbox(SUPT) == []
+    # The refusals and their reasons are on the record of the steps taken.
+    refusals = {row.element_id: row.data_changes["updated"] for row in steps(services, case)}
+    assert refusals["refuse_advice_delay"] == {
+        "advice_delay_status": "refused",
+        "advice_delay_refusal_reason": (
+            "access to legal advice may be delayed only for an indictable offence (PACE s.58(6)(a))"
+        ),
+    }
+    assert refusals["refuse_inform_delay"]["inform_delay_refusal_reason"] == (
+        "the right to have someone informed may be delayed only for an indictable offence (PACE s.56(2)(a))"
+    )
+    assert "decide_advice_delay" not in refusals

@@ -472,7 +472,13 @@ def test_a_source_under_16_cannot_be_authorised_against_a_parent(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     form = application("juvenile_chis", source_age=15, target_is_parent_of_source=True)
-    case = applied(api, services, clock, form)
+    case = start(api, services, clock)
+    # A juvenile source needs appropriate adult arrangements on the application.
+    without_adult = {k: v for k, v in form.items() if k != "appropriate_adult_arrangements"}
+    problem = case.complete(APPLICANT, "prepare_application", without_adult, status=422)
+    assert problem["errors"] == {"$": ["'appropriate_adult_arrangements' is a required property"]}
+    case.complete(APPLICANT, "prepare_application", form)
+    case.complete(GATEKEEPER, "gatekeeper_check", READY)
     assert case.status(SUPT) == "completed"
     variables = case.variables(SUPT)
     assert variables["authorisable"] is False
@@ -500,6 +506,24 @@ def test_confidential_material_escalates_to_the_chief_constable(
         "chief_constable",
         "2026-04-04T23:00:00+00:00",
     )
+
+    # A CHIS seeking legally privileged material also needs a Judicial Commissioner's prior approval.
+    privileged = applied(
+        api,
+        services,
+        clock,
+        application(
+            "chis",
+            legally_privileged_material_sought=True,
+            confidential_material_details="The source will attend meetings with the subject's solicitor.",
+        ),
+        key="OP-PLOVER",
+    )
+    assert_problem(complete_as(privileged, SUPT, "decide_authorisation", grant_form()), 403, "rank-too-low")
+    privileged.complete(CHIEF, "decide_authorisation", grant_form())
+    assert privileged.variables(SUPT)["authority_label"] == "CHIS: legally privileged material"
+    assert elements(privileged, GATEKEEPER) == ["record_jc_decision"]
+    assert elements(privileged, RECORDS) == []
 
 
 # -- intrusive surveillance ----------------------------------------------------------------------------

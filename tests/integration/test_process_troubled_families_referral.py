@@ -7,7 +7,10 @@ weeks, the sustainment check 6 months after closure, the claim and its audit.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from scenario_support import Case, deploy_project, person
 
 from engine.clock import FrozenClock
 from engine.container import Services
+from engine.settings import Settings
 
 KEY = "troubled_families_referral"
 REFERRER = person("pc.hill", "referrer")
@@ -33,6 +37,19 @@ MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 WEEK = timedelta(weeks=1)
 NEEDS = ["domestic_abuse", "education", "housing"]
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The test settings, with ``families.taf_review_weeks`` set to the test's parameter if it has one."""
+    weeks = getattr(request, "param", None)
+    if weeks is None:
+        return settings
+    values = json.loads((settings.processes_dir / "settings.json").read_text())
+    values["families.taf_review_weeks"]["value"] = weeks
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(values))
+    return dataclasses.replace(settings, process_settings_file=path)
 
 
 @pytest.fixture(autouse=True)
@@ -494,6 +511,19 @@ def test_ten_team_around_the_family_reviews_each_exactly_on_time(
     assert case.open_elements(KEYWORKER) == ["close_case"]
     assert fired(case, TAF) == [("taf_review_due", when) for when in expected]
     assert len(expected) == 10
+
+
+@pytest.mark.parametrize(("settings", "weeks"), [(7, 7), (10, 8), (4, 6)], indirect=["settings"])
+def test_the_first_review_interval_is_a_setting_kept_within_six_to_eight_weeks(
+    api: Api, services: Services, clock: FrozenClock, weeks: int
+) -> None:
+    case = to_plan(api, services, clock)
+    assert case.variables(TAF)["taf_review_weeks"] == weeks
+    assert case.timers(TAF) == {"taf_review_due": (clock.now() + weeks * WEEK).isoformat()}
+    case.advance(weeks * WEEK - MINUTE)
+    assert case.inbox(TAF) == []
+    case.advance(MINUTE)
+    assert [t["element_id"] for t in case.inbox(TAF)] == ["taf_review"]
 
 
 def test_step_up_to_childrens_social_care_at_a_review(

@@ -298,6 +298,21 @@ def test_unreachable_elements_dead_ends_and_endless_paths() -> None:
     }
 
 
+def test_a_process_needs_a_start_event_and_a_file_an_executable_process() -> None:
+    text = bpmn(
+        task("apply")
+        + '\n    <bpmn:endEvent id="end"/>\n'
+        + '    <bpmn:sequenceFlow id="f" sourceRef="apply" targetRef="end"/>'
+    )
+    assert found(check(SourceFile("nostart.bpmn", text))) == {
+        ("nostart.bpmn", line_of(text, '<bpmn:process id="checked"'), "checked", "start-event-missing")
+    }
+    sketch = GOOD.replace('isExecutable="true"', 'isExecutable="false"')
+    assert found(check(SourceFile("sketch.bpmn", sketch))) == {
+        ("sketch.bpmn", 1, None, "process-not-executable")
+    }
+
+
 def gateway_process(*conditions: str, default: bool = False) -> str:
     flows = []
     for index, condition in enumerate(conditions):
