@@ -37,11 +37,14 @@ check-migrations: install
 test: install lint typecheck check-migrations
 	$(BIN)/pytest
 
+# The benchmarks make (and drop) schemas of their own in this database; see docs/performance.md.
+OPSFLOW_BENCH_DATABASE_URL ?= $(or $(OPSFLOW_TEST_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
+
 bench: install
-	$(BIN)/python -m bench
+	OPSFLOW_BENCH_DATABASE_URL='$(OPSFLOW_BENCH_DATABASE_URL)' $(BIN)/python -m bench
 
 bench-quick: install
-	$(BIN)/python -m bench --quick
+	OPSFLOW_BENCH_DATABASE_URL='$(OPSFLOW_BENCH_DATABASE_URL)' $(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 
-BENCHMARKS = ("bench.bench_engine", "bench.bench_sandbox", "bench.bench_timers")
+BENCHMARKS = (
+    "bench.bench_engine",
+    "bench.bench_http",
+    "bench.bench_history",
+    "bench.bench_timers",
+    "bench.bench_inbox",
+    "bench.bench_memory",
+    "bench.bench_sandbox",
+)
 
 
 def main() -> None:
     quick = "--quick" in sys.argv[1:]
+    began = time.monotonic()
     for name in BENCHMARKS:
         try:
             module = importlib.import_module(name)
@@ -17,7 +27,10 @@ def main() -> None:
             if exc.name != name:
                 raise
             continue
+        started = time.monotonic()
         module.main(["--quick"] if quick else [])
+        print(f"[{name} took {time.monotonic() - started:.0f} s]")
+    print(f"\nall benchmarks took {time.monotonic() - began:.0f} s")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    repeat = 60 if args.quick else 300
+    repeat = 20 if args.quick else 300
     rows: list[dict[str, object]] = []
     baseline = measure(spiff_lifecycle(), repeat=repeat, warmup=20)
     rows.append({"name": "SpiffWorkflow alone, JSON at 3 wait states (baseline)", **baseline})

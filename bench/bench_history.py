@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=None, help="steps timed at each checkpoint")
     args = parser.parse_args(argv)
     checkpoints = [10, 100] if args.quick else [10, 100, 1000]
-    window = args.window or (10 if args.quick else 40)
+    window = args.window or (5 if args.quick else 40)
     with ExitStack() as stack:
         base = postgres_url()
         if base:

@@ -110,7 +110,24 @@ def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
         "lifecycles": [value for client in clients for value in client.lifecycles],
         "requests": by_kind,
         "client_cpu_share": (time.process_time() - cpu_began) / (ended - began),
+        "seconds": ended - began,
     }
+
+
+def _statements_per_lifecycle(lifecycle: Any) -> float:
+    """SQL statements sent to the database by one in-process lifecycle (mean of ten)."""
+    sent = [0]
+
+    def count(*_: Any) -> None:
+        sent[0] += 1
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", count)
+    try:
+        for _ in range(10):
+            lifecycle()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", count)
+    return sent[0] / 10
 
 
 def _system_chain_events(url: str) -> int:
@@ -126,83 +143,101 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer lifecycles, shorter concurrent runs")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads per gunicorn worker")
     args = parser.parse_args(argv)
     base = postgres_url()
     if base is None:
         print("bench_http: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
         return
-    count, seconds = (40, 5.0) if args.quick else (300, 30.0)
+    count, seconds, rounds = (15, 3.0, 1) if args.quick else (150, 15.0, 2)
     rows: list[dict[str, Any]] = []
+    labels = {"audit on": PRODUCTION_APP, "audit off": APP_WITHOUT_AUDIT}
+    results = {label: _Totals() for label in labels}
     with tempfile.TemporaryDirectory() as tmp, pg_schema(base, "bench_http") as url:
         steps = opsflow_steps(url)  # deploys the two-task process
         rows.append(
             {
                 "name": "in-process lifecycle, InstanceService (baseline)",
-                **measure(steps["lifecycle"], repeat=count, warmup=10),
+                **measure(steps["lifecycle"], repeat=count * rounds, warmup=10),
             }
         )
+        statements = _statements_per_lifecycle(steps["lifecycle"])
         key_dir = Path(tmp)
         port = free_port()
         tokens = issue_tokens(key_dir, port, CLIENTS)
-        results: dict[str, dict[str, Any]] = {}
-        for label, app in (("audit on", PRODUCTION_APP), ("audit off (bench switch)", APP_WITHOUT_AUDIT)):
-            with gunicorn(url, key_dir, port, app=app):
-                seq = sequential(port, tokens[0], count, probes=count * 2)
-                load = concurrent(port, tokens, seconds)
-            results[label] = {"sequential": seq, "concurrent": load}
-            if label == "audit on":
-                system_events = _system_chain_events(url)
+        # on, off, on, off, ...: a drift in the machine's load touches both alike
+        for _ in range(rounds):
+            for label, app in labels.items():
+                with gunicorn(url, key_dir, port, app=app, workers=args.workers, threads=args.threads):
+                    results[label].add(
+                        sequential(port, tokens[0], count, probes=count * 2),
+                        concurrent(port, tokens, seconds),
+                    )
+        system_events = _system_chain_events(url)
 
-    on, off = results["audit on"], results["audit off (bench switch)"]
+    on, off = results["audit on"], results["audit off"]
     probe = "GET /health/live"
-    rows.append(
-        {"name": "HTTP probe, GET /health/live (floor)", **summarise(on["sequential"].samples[probe])}
-    )
-    rows.append({"name": "sequential: lifecycle (5 requests)", **summarise(on["sequential"].lifecycles)})
-    for kind, values in on["sequential"].samples.items():
+    floor = "HTTP probe, GET /health/live (floor)"
+    rows.append({"name": floor, **summarise(on.sequential[probe])})
+    rows.append({"name": "sequential: lifecycle (5 requests)", **summarise(on.sequential_lifecycles)})
+    for kind, values in on.sequential.items():
         if kind != probe:
-            rows.append(
-                {
-                    "name": f"sequential: {kind}",
-                    "baseline": "HTTP probe, GET /health/live (floor)",
-                    **summarise(values),
-                }
-            )
-    rows.append({"name": "sequential, audit off: lifecycle", **summarise(off["sequential"].lifecycles)})
-    for label, result in (("audit on", on), ("audit off", off)):
-        load = result["concurrent"]
+            rows.append({"name": f"sequential: {kind}", "baseline": floor, **summarise(values)})
+    rows.append({"name": "sequential, audit off: lifecycle", **summarise(off.sequential_lifecycles)})
+    for label, totals in results.items():
         rows.append(
             {
                 "name": f"{CLIENTS} clients, {label}: lifecycle",
-                **summarise(load["lifecycles"]),
-                "lifecycles_per_s": round(load["per_second"], 1),
-                "client_cpu_share": round(load["client_cpu_share"], 2),
+                **summarise(totals.concurrent_lifecycles),
+                "lifecycles_per_s": round(totals.per_second, 1),
+                "client_cpu_share": round(totals.client_cpu / totals.seconds, 2),
             }
         )
-    for kind, values in on["concurrent"]["requests"].items():
-        rows.append(
-            {
-                "name": f"{CLIENTS} clients, audit on: {kind}",
-                "baseline": "HTTP probe, GET /health/live (floor)",
-                **summarise(values),
-            }
-        )
-    server = f"gunicorn --workers {WORKERS} --worker-class gthread --threads {THREADS}"
+    for kind, values in on.concurrent.items():
+        rows.append({"name": f"{CLIENTS} clients, audit on: {kind}", "baseline": floor, **summarise(values)})
+    server = f"gunicorn --workers {args.workers} --worker-class gthread --threads {args.threads}"
     path = report(
         f"HTTP lifecycle on PostgreSQL ({server}; {os.cpu_count()} cores)",
         rows,
         json_name="http",
         columns=[("lifecycles_per_s", "per s")],
     )
-    seq_median = summarise(on["sequential"].lifecycles)["median_ms"]
-    rate_on, rate_off = on["concurrent"]["per_second"], off["concurrent"]["per_second"]
+    seq_median = summarise(on.sequential_lifecycles)["median_ms"]
     print(
         f"\nsequential lifecycle median {seq_median:.1f} ms (target <= 15 ms); "
-        f"{CLIENTS} clients: {rate_on:.1f} lifecycles/s with audit, {rate_off:.1f} without "
-        f"(target >= 150/s; audit costs {100 * (1 - rate_on / rate_off):.0f}% of throughput); "
-        f"audit events on the shared system chain during the runs: {system_events}"
+        f"{CLIENTS} clients: {on.per_second:.1f} lifecycles/s with audit, {off.per_second:.1f} without "
+        f"(target >= 150/s; audit costs {100 * (1 - on.per_second / off.per_second):.0f}% of throughput); "
+        f"audit events on the shared system chain during the runs: {system_events}; "
+        f"SQL statements per in-process lifecycle: {statements}"
     )
-    _annotate(path, system_events=system_events)
+    _annotate(path, system_events=system_events, rounds=rounds, statements_per_lifecycle=statements)
+
+
+class _Totals:
+    """One server variant's samples over every round."""
+
+    def __init__(self) -> None:
+        self.sequential: dict[str, list[float]] = {}
+        self.sequential_lifecycles: list[float] = []
+        self.concurrent: dict[str, list[float]] = {}
+        self.concurrent_lifecycles: list[float] = []
+        self.seconds = 0.0
+        self.client_cpu = 0.0
+
+    def add(self, seq: Client, load: dict[str, Any]) -> None:
+        for kind, values in seq.samples.items():
+            self.sequential.setdefault(kind, []).extend(values)
+        self.sequential_lifecycles.extend(seq.lifecycles)
+        for kind, values in load["requests"].items():
+            self.concurrent.setdefault(kind, []).extend(values)
+        self.concurrent_lifecycles.extend(load["lifecycles"])
+        self.seconds += load["seconds"]
+        self.client_cpu += load["client_cpu_share"] * load["seconds"]
+
+    @property
+    def per_second(self) -> float:
+        return len(self.concurrent_lifecycles) / self.seconds
 
 
 def _annotate(path: Path, **extra: Any) -> None:

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         print("bench_inbox: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
         return
     tasks = 100_000 if args.quick else 1_000_000
-    repeat = 50 if args.quick else 300
+    repeat = 20 if args.quick else 300
     with pg_schema(base, "bench_inbox") as url:
         facts = seed(url, tasks)
         rows, plans = measure_queries(url, facts, repeat=repeat, deep_page=10 if args.quick else 100)

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     if base is None:
         print("bench_memory: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
         return
-    seconds = args.seconds or (3.0 if args.quick else 20.0)
-    timers = 200 if args.quick else 2000
+    seconds = args.seconds or (2.0 if args.quick else 20.0)
+    timers = 100 if args.quick else 2000
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, pg_schema(base, "bench_memory") as url:
         _deploy(url)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         try:
             with gunicorn(url, key_dir, port) as server:
-                time.sleep(3)  # both idle, start-up finished
+                time.sleep(1.5)  # both idle, start-up finished
                 workers = server.worker_pids()
                 idle_server = "gunicorn worker, idle after start (baseline)"
                 idle_worker = "engine.worker, idle after start (baseline)"

@@ -8,7 +8,7 @@
   the last (process start-up excluded; it is shown separately). Target: under 30 s.
 
 Runs against ``OPSFLOW_BENCH_DATABASE_URL`` (or ``OPSFLOW_TEST_DATABASE_URL``) in a schema of its own,
-dropped afterwards. ``--quick`` runs a tenth of the sizes.
+dropped afterwards. ``--quick`` runs a twentieth of the sizes.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     if not base or not base.startswith("postgresql"):
         print("bench_timers: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
         return
-    scale = 10 if args.quick else 1
+    scale = 20 if args.quick else 1
     schema = f"bench_timers_{os.getpid()}"
     url = _create_schema(base, schema)
     try:
