@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from api_support import Api, assert_problem
-from scenario_support import Case, deploy_project, person
+from scenario_support import PROCESSES, Case, deploy_project, person
 
 from engine.clock import FrozenClock
 from engine.container import Services
@@ -36,6 +37,14 @@ RECORD_KEEPER = person("ms.price", "central_record_keeper", rank=None)
 ACC = person("acc.rowe", "authorising_officer", rank="assistant_chief_constable")
 
 TEAM = ["dc.jones", "dc.frost", "ds.nolan"]
+
+
+SETTINGS = json.loads((PROCESSES / "settings.json").read_text())
+
+
+def setting(name: str) -> int:
+    """A force setting the process reads, so the expected due times follow the settings file."""
+    return int(SETTINGS[name]["value"])
 
 
 def iso(moment: datetime) -> str:
@@ -243,11 +252,12 @@ def test_main_path_from_report_to_closure_with_debriefs(
     case = start(api, services, clock)
     report = case.task(CALL_HANDLER, "record_report")
     assert report["priority"] == 100
+    assert due(report["due_at"]) == T0 + timedelta(minutes=setting("kidnap.report_minutes"))
     assert case.inbox(DUTY_INSPECTOR) == []
     case.complete(CALL_HANDLER, "record_report", REPORT)
 
     assess = case.task(DUTY_INSPECTOR, "assess_threat_to_life")
-    assert due(assess["due_at"]) == T0 + timedelta(minutes=15)
+    assert due(assess["due_at"]) == T0 + timedelta(minutes=setting("kidnap.threat_assessment_minutes"))
     # The form refuses a declaration when no real and immediate risk is recorded.
     bad = api.post(
         f"/api/v1/tasks/{assess['id']}/complete", DUTY_INSPECTOR, json={"data": assessment(risk=False)}
@@ -257,9 +267,15 @@ def test_main_path_from_report_to_closure_with_debriefs(
 
     variables = case.variables(GOLD)
     assert variables["declared_at"] == iso(T0)
-    assert variables["nca_notify_by"] == iso(T0 + timedelta(minutes=30))
-    assert case.timers(GOLD) == {"nca_not_notified": iso(T0 + timedelta(minutes=30))}
-    assert due(case.task(CALL_HANDLER, "notify_nca")["due_at"]) == T0 + timedelta(minutes=30)
+    assert variables["nca_notify_by"] == iso(
+        T0 + timedelta(minutes=setting("kidnap.nca_notification_minutes"))
+    )
+    assert case.timers(GOLD) == {
+        "nca_not_notified": iso(T0 + timedelta(minutes=setting("kidnap.nca_notification_minutes")))
+    }
+    assert due(case.task(CALL_HANDLER, "notify_nca")["due_at"]) == T0 + timedelta(
+        minutes=setting("kidnap.nca_notification_minutes")
+    )
     assert case.open_elements(GOLD) == ["notify_nca", "take_gold_command"]
 
     case.advance(timedelta(minutes=20))
@@ -268,6 +284,7 @@ def test_main_path_from_report_to_closure_with_debriefs(
 
     # Gold needs a superintendent; Silver may not be Gold.
     gold_task = case.task(GOLD_TOO_JUNIOR, "take_gold_command")
+    assert due(gold_task["due_at"]) == T0 + timedelta(minutes=setting("kidnap.command_minutes"))
     low = api.post(
         f"/api/v1/tasks/{gold_task['id']}/complete", GOLD_TOO_JUNIOR, json={"data": gold_strategy()}
     )
@@ -342,9 +359,14 @@ def test_main_path_from_report_to_closure_with_debriefs(
     resolved_at = clock.now()
     case.complete(SILVER, "record_resolution", RESOLUTION)
     assert case.open_elements(GOLD) == ["arrange_victim_care", "convert_to_investigation", "hot_debrief"]
-    assert due(case.task(SILVER, "hot_debrief")["due_at"]) == resolved_at + timedelta(hours=2)
+    assert due(case.task(SILVER, "hot_debrief")["due_at"]) == resolved_at + timedelta(
+        hours=setting("kidnap.hot_debrief_hours")
+    )
+    assert due(case.task(FAMILY_LIAISON, "arrange_victim_care")["due_at"]) == resolved_at + timedelta(
+        hours=setting("kidnap.victim_care_hours")
+    )
     case.complete(SILVER, "hot_debrief", HOT_DEBRIEF)
-    structured_due = resolved_at + timedelta(days=7)
+    structured_due = resolved_at + timedelta(days=setting("kidnap.structured_debrief_days"))
     assert case.variables(GOLD)["structured_debrief_due"] == iso(structured_due)
     assert case.timers(GOLD) == {"structured_debrief_overdue": iso(structured_due)}
     case.complete(SILVER, "convert_to_investigation", CONVERSION)
@@ -408,20 +430,23 @@ def test_nca_not_notified_in_minutes_escalates(
     clock.advance(timedelta(minutes=4))
     declared = clock.now()
     case.complete(DUTY_INSPECTOR, "assess_threat_to_life", assessment())
-    assert case.timers(GOLD) == {"nca_not_notified": iso(declared + timedelta(minutes=30))}
+    limit = timedelta(minutes=setting("kidnap.nca_notification_minutes"))
+    assert case.timers(GOLD) == {"nca_not_notified": iso(declared + limit)}
 
-    assert case.advance(timedelta(minutes=29, seconds=59)) == 0
+    assert case.advance(limit - timedelta(seconds=1)) == 0
     assert case.inbox(DUTY_INSPECTOR) == []
     assert case.advance(timedelta(seconds=1)) == 1
     escalation = case.task(DUTY_INSPECTOR, "escalate_nca_notification")
     assert escalation["priority"] == 100
-    assert due(escalation["due_at"]) == declared + timedelta(minutes=35)
+    assert due(escalation["due_at"]) == declared + limit + timedelta(
+        minutes=setting("kidnap.nca_escalation_minutes")
+    )
     # Non-interrupting: the notification itself is still owed.
     assert case.open_elements(GOLD) == ["escalate_nca_notification", "notify_nca", "take_gold_command"]
     assert case.timers(GOLD) == {}
     fired = [e for e in history(case) if e["action"] == "timer.fired"]
     assert [e["detail"]["element_id"] for e in fired] == ["nca_not_notified"]
-    assert fired[0]["detail"]["due_at"] == iso(declared + timedelta(minutes=30))
+    assert fired[0]["detail"]["due_at"] == iso(declared + limit)
 
     case.complete(
         DUTY_INSPECTOR,
