@@ -359,6 +359,10 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     on_time.complete(TRIAGE, "escalate_to_csc", ESCALATION)
     state = on_time.state(TRIAGE)
     assert (state["status"], state["timers"]) == ("completed", [])
+    # Passing the concern on is a disclosure, logged with its recipient (DPA 2018 s.62).
+    [shared] = [e for e in history(on_time, TRIAGE) if e["kind"] == "disclosure"]
+    assert (shared["action"], shared["actor"]) == ("task.completed", TRIAGE.subject)
+    assert shared["recipient"] == "Children's social care: Duty social worker, MASH"
 
     # Sixty minutes (families.child_protection_escalation_minutes): the duty manager gets a task.
     assert late.inbox(MANAGER) == []
