@@ -377,20 +377,11 @@ def test_a_missed_welfare_visit_is_escalated_to_the_custody_officer(booked: Case
     assert case.variables(DETENTION)["next_visit_due"] == "2026-01-05T11:04:00+00:00"
 
 
-def test_a_drunk_detainee_is_roused_every_30_minutes(booked: Case, api: Api, services: Services) -> None:
-    case = Case.start(
-        api,
-        services,
-        booked.clock,
-        KEY,
-        CUSTODY,
-        business_key="CUS-0004",
-        custody_reference="NW/0004/26",
-        case_reference="OP-GARNET",
-        arrested_at=ARRESTED_AT,
-        arrived_at=ARRIVED_AT,
-        investigation_team=["dc.case"],
-    )
+def test_a_drunk_detainee_is_roused_every_30_minutes(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_custody(services)
+    case = start(api, services, clock, 4)
     case.complete(CUSTODY, "book_in", {**BOOKING, "intoxicated": True})
     data = case.variables(CUSTODY)
     assert (data["next_visit_due"], data["visit_opens_at"]) == (
@@ -664,6 +655,13 @@ def test_delays_of_rights_are_refused_for_an_offence_that_is_not_indictable(
         "the right to have someone informed may be delayed only for an indictable offence (PACE s.56(2)(a))"
     )
     assert "decide_advice_delay" not in refusals
+    # Nor can detention go beyond 24 hours: a warrant is refused with its reason.
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case, next_step="seek_warrant")
+    assert case.inbox(OIC) == []
+    assert case.variables(INSPECTOR)["refused_step_reason"] == (
+        "the offence is not indictable, so detention cannot go beyond 24 hours (PACE ss.42(1), 43(4))"
+    )
 
 
 def test_pre_charge_bail_runs_3_months_then_6_9_and_then_only_the_court(booked: Case) -> None:
@@ -746,3 +744,20 @@ def test_pre_charge_bail_runs_3_months_then_6_9_and_then_only_the_court(booked: 
         (e["actor"], e["detail"]["element_id"]) for e in history(case) if e["action"] == "task.decided"
     ]
     assert decided == [("insp.review", "authorise_bail_6"), ("supt.station", "authorise_bail_9")]
+
+
+def test_a_juvenile_or_vulnerable_detainee_cannot_be_booked_in_without_an_appropriate_adult(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_custody(services)
+    case = start(api, services, clock, 7)
+    path = f"/api/v1/tasks/{case.task(CUSTODY, 'book_in')['id']}/complete"
+    for who in ({"juvenile": True}, {"vulnerable": True}):
+        problem = assert_problem(
+            api.post(path, CUSTODY, json={"data": {**BOOKING, **who}}), 422, "form-data-invalid"
+        )
+        assert any("appropriate_adult_details" in m for ms in problem["errors"].values() for m in ms)
+    assert [t["element_id"] for t in case.inbox(CUSTODY)] == ["book_in"]
+    adult = {"juvenile": True, "appropriate_adult_details": "Mother, Mrs J Cole, 07700 900123"}
+    case.complete(CUSTODY, "book_in", {**BOOKING, **adult})
+    assert case.variables(CUSTODY)["appropriate_adult_details"] == "Mother, Mrs J Cole, 07700 900123"
