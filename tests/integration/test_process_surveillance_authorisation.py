@@ -246,6 +246,11 @@ def test_directed_surveillance_from_application_through_return_review_and_cancel
     assert listed["summary"] == "Directed surveillance: Operation Kestrel"
     assert approvals(api, INSPECTOR, case) == []
 
+    # A grant needs the authoriser's own necessity and proportionality reasoning.
+    bare = {k: v for k, v in grant_form().items() if k != "necessity_reasoning"}
+    problem = case.complete(SUPT, "decide_authorisation", bare, status=422)
+    assert problem["errors"] == {"$": ["'necessity_reasoning' is a required property"]}
+
     variables = in_force(case, SUPT, review_interval_days=28)
     assert variables["authority_label"] == "Directed surveillance"
     assert variables["decided_by"] == SUPT.subject
@@ -696,6 +701,29 @@ def test_an_urgent_equipment_interference_warrant_ceases_without_approval_by_the
     )
     assert elements(case, GATEKEEPER) == []
     finish_cancellation(case, ACC, "not_approved_by_judicial_commissioner")
+
+
+def test_an_urgent_equipment_interference_warrant_approved_in_time_runs_its_6_months(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    case = applied(api, services, clock, application("equipment_interference", urgent=True))
+    variables = in_force(case, ACC)
+    assert variables["authority_label"] == "Equipment interference (urgent)"
+    assert elements(case, TEAM) == []  # the period waits for the Judicial Commissioner
+    case.advance(timedelta(days=2))
+    case.complete(
+        GATEKEEPER,
+        "record_urgent_jc_decision",
+        {
+            "jc_decision": "approved",
+            "jc_reference": "IPCO/26/401",
+            "jc_decided_at": "2026-01-07T09:00:00+00:00",
+        },
+    )
+    assert elements(case, TEAM) == ["carry_out_activity"]
+    assert case.timers(SUPT)["authorisation_expires"] == "2026-07-04T23:00:00+00:00"
+    assert "jc_decision_deadline" not in case.timers(SUPT)
+    assert case.variables(SUPT)["jc_decision"] == "approved"
 
 
 # -- the long loop ---------------------------------------------------------------------------------------

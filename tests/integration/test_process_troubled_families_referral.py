@@ -185,21 +185,9 @@ def to_plan(api: Api, services: Services, clock: FrozenClock, ref: str = "SF-1")
     case.complete(TRIAGE, "triage_referral", triage("early_help"))
     case.complete(TRIAGE, "record_consent", consent())
     case.complete(DATA, "check_needs", needs_check(NEEDS))
-    case.complete(
-        TRIAGE,
-        "allocate_keyworker",
-        ALLOCATION,
-    )
-    case.complete(
-        KEYWORKER,
-        "whole_family_assessment",
-        ASSESSMENT,
-    )
-    case.complete(
-        KEYWORKER,
-        "agree_family_plan",
-        PLAN,
-    )
+    case.complete(TRIAGE, "allocate_keyworker", ALLOCATION)
+    case.complete(KEYWORKER, "whole_family_assessment", ASSESSMENT)
+    case.complete(KEYWORKER, "agree_family_plan", PLAN)
     return case
 
 
@@ -253,22 +241,10 @@ def test_family_runs_from_referral_to_a_verified_claim(
         "At least 3 needs, with dependent children or an expectant parent",
     )
     assert at(case.task(TRIAGE, "allocate_keyworker")["due_at"]) == started + 5 * DAY
-    case.complete(
-        TRIAGE,
-        "allocate_keyworker",
-        ALLOCATION,
-    )
+    case.complete(TRIAGE, "allocate_keyworker", ALLOCATION)
     assert at(case.task(KEYWORKER, "whole_family_assessment")["due_at"]) == started + 30 * DAY
-    case.complete(
-        KEYWORKER,
-        "whole_family_assessment",
-        ASSESSMENT,
-    )
-    case.complete(
-        KEYWORKER,
-        "agree_family_plan",
-        PLAN,
-    )
+    case.complete(KEYWORKER, "whole_family_assessment", ASSESSMENT)
+    case.complete(KEYWORKER, "agree_family_plan", PLAN)
 
     # First review 6 weeks after the plan (families.taf_review_weeks).
     assert case.timers(TAF) == {"taf_review_due": (started + 6 * WEEK).isoformat()}
@@ -383,6 +359,10 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     on_time.complete(TRIAGE, "escalate_to_csc", ESCALATION)
     state = on_time.state(TRIAGE)
     assert (state["status"], state["timers"]) == ("completed", [])
+    # Passing the concern on is a disclosure, logged with its recipient (DPA 2018 s.62).
+    [shared] = [e for e in history(on_time, TRIAGE) if e["kind"] == "disclosure"]
+    assert (shared["action"], shared["actor"]) == ("task.completed", TRIAGE.subject)
+    assert shared["recipient"] == "Children's social care: Duty social worker, MASH"
 
     # Sixty minutes (families.child_protection_escalation_minutes): the duty manager gets a task.
     assert late.inbox(MANAGER) == []
