@@ -181,6 +181,7 @@ def contact(n: int, *, result: str = "passed", status: str = "continue") -> dict
         "verbatim_log": f"Contact {n}. Caller: 'You know what we want.' Negotiator: 'Let me speak to Sam.'",
         "proof_of_life_result": result,
         "negotiation_status": status,
+        "terrorist_link_indicated": False,
     }
     if result != "not_asked":
         data["proof_of_life_question"] = QUESTIONS["questions"][n % 3]["question"]
@@ -517,6 +518,47 @@ def test_terrorist_ransom_is_stopped_and_referred(
     assert variables["payment_stopped"] is True
     actions = [(e["action"], e["detail"].get("element_id")) for e in history(case)]
     assert ("task.completed", "refer_terrorist_ransom") in actions
+
+
+def test_a_terrorist_link_at_a_contact_stops_payment_before_the_next_contact(
+    api: Api, services: Services, clock: FrozenClock, deployed: None
+) -> None:
+    case = start(api, services, clock, "OP-PLOVER")
+    to_negotiation(case)
+    case.complete(NEGOTIATOR, "log_negotiation_contact", contact(1))
+    assert case.variables(GOLD)["payment_stopped"] is False
+    # The caller names a proscribed group, and proof of life fails, at the same contact.
+    linked = {**contact(2, result="failed"), "terrorist_link_indicated": True}
+    case.complete(NEGOTIATOR, "log_negotiation_contact", linked)
+    assert case.open_elements(GOLD) == ["stop_payment_terrorist_link"]
+    referral = case.task(GOLD, "stop_payment_terrorist_link")
+    assert referral["summary"] == "Terrorist link at contact 2: payment is an offence - OP-PLOVER"
+    assert case.inbox(NEGOTIATOR) == []
+    data = {
+        "ct_referral_made_at": iso(clock.now()),
+        "ct_contact": "CTP North West duty DI",
+        "payers_advised": ["family"],
+        "advice_given": "Gold told the family that paying a group linked to terrorists would be an offence.",
+        "payment_stopped": True,
+    }
+    not_gold = api.post(f"/api/v1/tasks/{referral['id']}/complete", SILVER, json={"data": data})
+    assert "'gold'" in assert_problem(not_gold, 403, "role-missing")["detail"]
+    case.complete(GOLD, "stop_payment_terrorist_link", data)
+    # Then the failed proof of life still goes to Silver before the next contact.
+    assert case.open_elements(GOLD) == ["review_after_proof_of_life"]
+    case.complete(
+        SILVER,
+        "review_after_proof_of_life",
+        {"strategy_change": "Seek a recorded message before any talk of money."},
+    )
+    # Once payment is stopped, a later mention of the link does not raise the referral again.
+    case.complete(NEGOTIATOR, "log_negotiation_contact", {**contact(3), "terrorist_link_indicated": True})
+    assert case.open_elements(GOLD) == ["log_negotiation_contact"]
+    variables = case.variables(GOLD)
+    assert variables["payment_stopped"] is True
+    assert [c["terrorist_link_indicated"] for c in variables["contact_log"]] == [False, True, True]
+    actions = [(e["action"], e["detail"].get("element_id")) for e in history(case)]
+    assert actions.count(("task.completed", "stop_payment_terrorist_link")) == 1
 
 
 APPLICATION = {
