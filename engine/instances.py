@@ -24,6 +24,7 @@ from engine.clock import Clock
 from engine.errors import (
     ConcurrentUpdateError,
     EngineError,
+    FormDataError,
     InstanceStateError,
     LimitExceededError,
     NotFoundError,
@@ -301,6 +302,7 @@ class InstanceService:
             payload.setdefault("decided_at", self.clock.now().isoformat())
             payload["authoriser_flagged"] = flagged
         self._check_size({**ready[task.id].data, **payload})
+        recipient = self._disclosure_recipient(workflow, ready[task.id], payload)
         now = self.clock.now()
         task.status = TASK_COMPLETED
         task.assignee = task.assignee or actor.subject
@@ -310,7 +312,8 @@ class InstanceService:
         task.flagged = flagged
         self.audit.record(
             actor=actor.subject,
-            kind="alteration",
+            kind="disclosure" if recipient else "alteration",
+            recipient=recipient,
             action="task.decided" if task.is_approval else "task.completed",
             record_type="human_task",
             record_id=task.id,
@@ -694,6 +697,32 @@ class InstanceService:
         if not expression:
             return None
         return due_from_value(self._evaluate(workflow, spec, expression), now)
+
+    def _disclosure_recipient(
+        self, workflow: Workflow, spec: ReadyUserTask, payload: Mapping[str, Any]
+    ) -> str | None:
+        """Whom completing this task discloses case data to (the ``disclosure_to`` property).
+
+        The expression sees the submitted form data, so a form can name the recipient. A task that
+        discloses must name one: an expression that fails or gives nothing refuses the completion.
+        """
+        expression = (spec.properties.get("disclosure_to") or "").strip()
+        if not expression:
+            return None
+        try:
+            value = self.runtime.evaluate(workflow, spec.id, expression, extra=payload)
+        except Exception as exc:  # noqa: BLE001  (any failure is the same refusal to the user)
+            raise FormDataError(
+                f"the recipient of this disclosure could not be worked out: {exc}",
+                errors={"$": [f"disclosure_to {expression!r} failed: {exc}"]},
+            ) from None
+        text = "" if value is None else str(value).strip()
+        if not text:
+            raise FormDataError(
+                "this task discloses case data and needs a recipient",
+                errors={"$": [f"disclosure_to {expression!r} gave no recipient"]},
+            )
+        return text[:200]
 
     def _evaluate(self, workflow: Workflow, spec: ReadyUserTask, expression: str) -> Any:
         try:

@@ -189,9 +189,12 @@ class WorkflowRuntime:
     def cancel(self, workflow: Workflow) -> None:
         workflow.cancel()
 
-    def evaluate(self, workflow: Workflow, task_id: str, expression: str) -> Any:
+    def evaluate(
+        self, workflow: Workflow, task_id: str, expression: str, extra: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Evaluate ``expression`` against a task's data; names in ``extra`` take precedence."""
         task = workflow.get_task_from_id(UUID(task_id))
-        return workflow.script_engine.evaluate(task, expression)
+        return workflow.script_engine.evaluate(task, expression, external_context=extra)
 
     @staticmethod
     def is_completed(workflow: Workflow) -> bool:

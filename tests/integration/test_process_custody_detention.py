@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from api_support import Api, assert_problem
-from scenario_support import Case, deploy_project, person
+from scenario_support import FORMS, PROCESSES, Case, person
 
+from engine.bpmn import SourceFile
 from engine.clock import FrozenClock
 from engine.container import Services
+from engine.db import transaction
 from engine.instances import InstanceService
 from engine.models import TaskHistory
+from engine.registry import Deployer
 
 KEY = "custody_detention"
 CUSTODY = person("ps.custody", "custody_officer", rank="sergeant")
@@ -71,6 +74,14 @@ CHARGED = {
     "disposal_reason": "CPS authorised charge on the full code test after the second interview.",
     "charge_details": "Robbery, Theft Act 1968 s.8; CPS reference 01YY1234526",
 }
+
+
+def deploy_custody(services: Services) -> None:
+    """Deploy this process and the forms (the other shipped processes are not needed here)."""
+    files = [SourceFile(f"{KEY}.bpmn", (PROCESSES / f"{KEY}.bpmn").read_text())]
+    files += [SourceFile(p.name, p.read_text()) for p in sorted(FORMS.glob("*.json"))]
+    with transaction(services.sessions) as session:
+        Deployer(session, services.context.registry, services.clock).deploy(files, by="tests")
 
 
 def iso(moment: datetime) -> str:
@@ -151,7 +162,7 @@ def start(api: Api, services: Services, clock: FrozenClock, number: int) -> Case
 @pytest.fixture
 def booked(api: Api, services: Services, clock: FrozenClock) -> Case:
     """A detainee booked in and detention authorised at 09:00; the investigation team has insp.team."""
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -239,7 +250,7 @@ def test_detention_runs_from_booking_to_charge(booked: Case) -> None:
 def test_relevant_time_is_24_hours_after_arrest_when_that_is_earlier(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -263,7 +274,7 @@ def test_relevant_time_is_24_hours_after_arrest_when_that_is_earlier(
 def test_detention_not_authorised_ends_without_a_clock(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = Case.start(
         api,
         services,
@@ -366,20 +377,11 @@ def test_a_missed_welfare_visit_is_escalated_to_the_custody_officer(booked: Case
     assert case.variables(DETENTION)["next_visit_due"] == "2026-01-05T11:04:00+00:00"
 
 
-def test_a_drunk_detainee_is_roused_every_30_minutes(booked: Case, api: Api, services: Services) -> None:
-    case = Case.start(
-        api,
-        services,
-        booked.clock,
-        KEY,
-        CUSTODY,
-        business_key="CUS-0004",
-        custody_reference="NW/0004/26",
-        case_reference="OP-GARNET",
-        arrested_at=ARRESTED_AT,
-        arrived_at=ARRIVED_AT,
-        investigation_team=["dc.case"],
-    )
+def test_a_drunk_detainee_is_roused_every_30_minutes(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_custody(services)
+    case = start(api, services, clock, 4)
     case.complete(CUSTODY, "book_in", {**BOOKING, "intoxicated": True})
     data = case.variables(CUSTODY)
     assert (data["next_visit_due"], data["visit_opens_at"]) == (
@@ -571,7 +573,7 @@ def test_thirty_hourly_welfare_visits_with_reviews_falling_due_among_them(booked
 def test_delays_of_rights_need_the_right_rank_and_end_by_36_hours(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = start(api, services, clock, 5)
     case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS})
     inform = case.task(INSPECTOR, "decide_inform_delay")
@@ -636,7 +638,7 @@ def test_delays_of_rights_need_the_right_rank_and_end_by_36_hours(
 def test_delays_of_rights_are_refused_for_an_offence_that_is_not_indictable(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    deploy_project(services)
+    deploy_custody(services)
     case = start(api, services, clock, 6)
     case.complete(CUSTODY, "book_in", {**BOOKING, **DELAYS, "indictable": False})
     assert [t["element_id"] for t in case.inbox(INSPECTOR)] == ["review_detention"]
@@ -653,3 +655,109 @@ def test_delays_of_rights_are_refused_for_an_offence_that_is_not_indictable(
         "the right to have someone informed may be delayed only for an indictable offence (PACE s.56(2)(a))"
     )
     assert "decide_advice_delay" not in refusals
+    # Nor can detention go beyond 24 hours: a warrant is refused with its reason.
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case, next_step="seek_warrant")
+    assert case.inbox(OIC) == []
+    assert case.variables(INSPECTOR)["refused_step_reason"] == (
+        "the offence is not indictable, so detention cannot go beyond 24 hours (PACE ss.42(1), 43(4))"
+    )
+
+
+def test_pre_charge_bail_runs_3_months_then_6_9_and_then_only_the_court(booked: Case) -> None:
+    case = booked
+    case.complete(
+        CUSTODY,
+        "decide_disposal",
+        {
+            "disposal": "released_on_bail",
+            "disposal_reason": "Phone downloads will take weeks; conditions protect the witnesses.",
+            "bail_return_at": "2026-04-01T10:00:00+00:00",
+            "bail_conditions": "Not to contact the shop staff.",
+        },
+    )
+    # Custody is over: no visits, reviews or clock; the bail period runs from the day after arrest.
+    assert case.inbox(DETENTION) == []
+    assert case.inbox(INSPECTOR) == []
+    data = case.variables(OIC)
+    assert data["bail_months"] == 3
+    # 3 months beginning with 6 January end with 5 April: midnight BST is 23:00 UTC.
+    three, six, nine = "2026-04-05T23:00:00+00:00", "2026-07-05T23:00:00+00:00", "2026-10-05T23:00:00+00:00"
+    assert case.timers(OIC) == {"bail_period_ends": three}
+    decision = case.task(OIC, "bail_decision")
+    assert (decision["due_at"], decision["summary"]) == (three, f"Bail of NW/0001/26 ends {three} (3 months)")
+    extend_bail = {
+        "bail_outcome": "extend",
+        "bail_reasons": "Phone downloads are not back yet.",
+        "conditions_still_necessary": True,
+    }
+    granted = {
+        "decision": "granted",
+        "rationale": "Downloads are booked for next month; bail conditions still needed.",
+        "diligent_and_expeditious": True,
+        "representations_considered": True,
+    }
+
+    move_to(case, "2026-03-20T09:00:00+00:00")
+    case.complete(OIC, "bail_decision", extend_bail)
+    six_months = case.task(INSPECTOR, "authorise_bail_6")
+    assert (six_months["required_rank"], six_months["due_at"]) == ("inspector", three)
+    path = f"/api/v1/tasks/{six_months['id']}/complete"
+    assert_problem(case.api.post(path, ACTING, json={"data": granted}), 403, "rank-too-low")
+    case.complete(INSPECTOR, "authorise_bail_6", granted)
+    assert case.timers(OIC) == {"bail_period_ends": six}
+
+    move_to(case, "2026-06-25T09:00:00+00:00")
+    case.complete(OIC, "bail_decision", extend_bail)
+    assert case.inbox(INSPECTOR) == []  # 9 months needs a superintendent
+    nine_months = case.task(SUPT, "authorise_bail_9")
+    path = f"/api/v1/tasks/{nine_months['id']}/complete"
+    low = assert_problem(case.api.post(path, CHIEF_INSPECTOR, json={"data": granted}), 403, "rank-too-low")
+    assert "Superintendent" in low["detail"]
+    case.complete(SUPT, "authorise_bail_9", granted)
+    assert case.timers(OIC) == {"bail_period_ends": nine}
+
+    move_to(case, "2026-09-28T09:00:00+00:00")
+    case.complete(OIC, "bail_decision", extend_bail)
+    assert case.inbox(SUPT) == []  # beyond 9 months only the court
+    court_date = "2027-01-05T23:59:00+00:00"
+    case.complete(
+        OIC,
+        "court_bail_extension",
+        {
+            "court": "Manchester and Salford Magistrates' Court",
+            "court_extended": True,
+            "court_bail_ends_at": court_date,
+            "court_reference": "MSMC/26/0977",
+            "court_reasons": "The expert report on the phones is due in December.",
+        },
+    )
+    assert case.timers(OIC) == {"bail_period_ends": court_date}
+    assert case.variables(OIC)["bail_months"] == 12
+
+    # Nobody decides before the court's date: bail lapses on its own timer.
+    move_to(case, court_date)
+    assert case.status(OIC) == "completed"
+    data = case.variables(OIC)
+    assert (data["bail_outcome"], data["bail_extensions"]) == ("lapsed", 3)
+    decided = [
+        (e["actor"], e["detail"]["element_id"]) for e in history(case) if e["action"] == "task.decided"
+    ]
+    assert decided == [("insp.review", "authorise_bail_6"), ("supt.station", "authorise_bail_9")]
+
+
+def test_a_juvenile_or_vulnerable_detainee_cannot_be_booked_in_without_an_appropriate_adult(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    deploy_custody(services)
+    case = start(api, services, clock, 7)
+    path = f"/api/v1/tasks/{case.task(CUSTODY, 'book_in')['id']}/complete"
+    for who in ({"juvenile": True}, {"vulnerable": True}):
+        problem = assert_problem(
+            api.post(path, CUSTODY, json={"data": {**BOOKING, **who}}), 422, "form-data-invalid"
+        )
+        assert any("appropriate_adult_details" in m for ms in problem["errors"].values() for m in ms)
+    assert [t["element_id"] for t in case.inbox(CUSTODY)] == ["book_in"]
+    adult = {"juvenile": True, "appropriate_adult_details": "Mother, Mrs J Cole, 07700 900123"}
+    case.complete(CUSTODY, "book_in", {**BOOKING, **adult})
+    assert case.variables(CUSTODY)["appropriate_adult_details"] == "Mother, Mrs J Cole, 07700 900123"

@@ -323,6 +323,9 @@ PRIORITY_RULES = [
     ("court date", {"court_date_set": True, "court_date": "2026-03-02"}, "P2", 70, 336),
     ("vulnerable victim", {"vulnerable_victim": True}, "P2", 70, 336),
     ("routine", {}, "P3", 40, 2160),
+    # Hit policy FIRST: the earliest matching rule decides.
+    ("threat to life and charged", {"threat_to_life": True, "suspect_charged": True}, "P1", 100, 8),
+    ("charged and vulnerable victim", {"suspect_charged": True, "vulnerable_victim": True}, "P2", 75, 336),
 ]
 
 

@@ -260,7 +260,7 @@ def finish_actions(case: Case, titles: list[str]) -> None:
     case.complete(OFFICE, "review_action_queue", {"new_actions": [], "action_management_complete": True})
 
 
-def finish_charging(case: Case, *, custody_expires: str | None = None) -> None:
+def finish_charging(case: Case, *, custody_expires: str | None = None, tell_family: bool = True) -> None:
     in_custody = custody_expires is not None
     case.complete(
         DEPUTY,
@@ -285,6 +285,8 @@ def finish_charging(case: Case, *, custody_expires: str | None = None) -> None:
             "charges": "Murder",
         },
     )
+    if tell_family:
+        case.complete(FLO, "tell_family_of_charging_decision", family_told(iso(case.clock.now())))
 
 
 def close(case: Case) -> None:
@@ -455,6 +457,11 @@ def test_main_path_to_a_charge_and_closure(
             "charges": "Murder",
         },
     )
+    # The family hears of the charge by the end of the next working day (Victims' Code).
+    told = case.task(FLO, "tell_family_of_charging_decision")
+    assert (told["due_at"], told["summary"]) == ("2026-01-07T00:00:00+00:00", "CPS decision: charge")
+    assert case.timers(SIO)["charging_update_overdue"] == told["due_at"]
+    case.complete(FLO, "tell_family_of_charging_decision", family_told(iso(clock.now())))
 
     # Early review at 7 days (a setting); the case is detected, so there is no 28-day review.
     assert case.advance(reported + timedelta(days=7) - clock.now() - timedelta(seconds=1)) == 0
@@ -883,8 +890,22 @@ def test_a_long_case_runs_21_actions_through_their_lifecycle_and_four_family_upd
         work_batch(case, expected_titles)
     case.complete(OFFICE, "review_action_queue", {"new_actions": [], "action_management_complete": True})
 
-    finish_charging(case)
-    case.advance(timedelta(days=7))
+    # The CPS decides on Saturday 10 January; the family must hear by the end of Monday 12.
+    assert clock.now() == datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+    finish_charging(case, tell_family=False)
+    assert case.task(FLO, "tell_family_of_charging_decision")["due_at"] == "2026-01-13T00:00:00+00:00"
+    assert case.advance(timedelta(days=7)) == 2  # the early review (Monday 09:00), then the overdue update
+    chase = case.task(FLC, "chase_charging_update")
+    assert chase["due_at"] == iso(clock.now() + timedelta(hours=4))
+    case.complete(
+        FLC,
+        "chase_charging_update",
+        {
+            "overdue_reason": "The FLO could not reach the family.",
+            "action_taken": "Visit arranged with a second FLO.",
+        },
+    )
+    case.complete(FLO, "tell_family_of_charging_decision", family_told(iso(clock.now())))
     case.complete(
         REVIEWER,
         "early_review",
@@ -915,8 +936,10 @@ def test_a_long_case_runs_21_actions_through_their_lifecycle_and_four_family_upd
     assert completed_by(events, "tell_family") == [FLO.subject] * 4
     assert completed_by(events, "record_family_contact") == [FLO.subject] * 5
     assert completed_by(events, "chase_family_update") == []
-    assert not [
-        e
-        for e in events
-        if e["action"] == "timer.fired" and e["detail"]["element_id"] == "family_update_overdue"
+    fired = [
+        (e["detail"]["element_id"], e["detail"]["due_at"]) for e in events if e["action"] == "timer.fired"
+    ]
+    assert fired == [
+        ("early_review_due", "2026-01-12T09:00:00+00:00"),
+        ("charging_update_overdue", "2026-01-13T00:00:00+00:00"),
     ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from api_support import Api, assert_problem
-from scenario_support import Case, deploy_project, person
+from scenario_support import PROCESSES, Case, deploy_project, person
 
 from engine.clock import FrozenClock
 from engine.container import Services
@@ -36,6 +37,14 @@ RECORD_KEEPER = person("ms.price", "central_record_keeper", rank=None)
 ACC = person("acc.rowe", "authorising_officer", rank="assistant_chief_constable")
 
 TEAM = ["dc.jones", "dc.frost", "ds.nolan"]
+
+
+SETTINGS = json.loads((PROCESSES / "settings.json").read_text())
+
+
+def setting(name: str) -> int:
+    """A force setting the process reads, so the expected due times follow the settings file."""
+    return int(SETTINGS[name]["value"])
 
 
 def iso(moment: datetime) -> str:
@@ -172,6 +181,7 @@ def contact(n: int, *, result: str = "passed", status: str = "continue") -> dict
         "verbatim_log": f"Contact {n}. Caller: 'You know what we want.' Negotiator: 'Let me speak to Sam.'",
         "proof_of_life_result": result,
         "negotiation_status": status,
+        "terrorist_link_indicated": False,
     }
     if result != "not_asked":
         data["proof_of_life_question"] = QUESTIONS["questions"][n % 3]["question"]
@@ -243,11 +253,12 @@ def test_main_path_from_report_to_closure_with_debriefs(
     case = start(api, services, clock)
     report = case.task(CALL_HANDLER, "record_report")
     assert report["priority"] == 100
+    assert due(report["due_at"]) == T0 + timedelta(minutes=setting("kidnap.report_minutes"))
     assert case.inbox(DUTY_INSPECTOR) == []
     case.complete(CALL_HANDLER, "record_report", REPORT)
 
     assess = case.task(DUTY_INSPECTOR, "assess_threat_to_life")
-    assert due(assess["due_at"]) == T0 + timedelta(minutes=15)
+    assert due(assess["due_at"]) == T0 + timedelta(minutes=setting("kidnap.threat_assessment_minutes"))
     # The form refuses a declaration when no real and immediate risk is recorded.
     bad = api.post(
         f"/api/v1/tasks/{assess['id']}/complete", DUTY_INSPECTOR, json={"data": assessment(risk=False)}
@@ -257,9 +268,15 @@ def test_main_path_from_report_to_closure_with_debriefs(
 
     variables = case.variables(GOLD)
     assert variables["declared_at"] == iso(T0)
-    assert variables["nca_notify_by"] == iso(T0 + timedelta(minutes=30))
-    assert case.timers(GOLD) == {"nca_not_notified": iso(T0 + timedelta(minutes=30))}
-    assert due(case.task(CALL_HANDLER, "notify_nca")["due_at"]) == T0 + timedelta(minutes=30)
+    assert variables["nca_notify_by"] == iso(
+        T0 + timedelta(minutes=setting("kidnap.nca_notification_minutes"))
+    )
+    assert case.timers(GOLD) == {
+        "nca_not_notified": iso(T0 + timedelta(minutes=setting("kidnap.nca_notification_minutes")))
+    }
+    assert due(case.task(CALL_HANDLER, "notify_nca")["due_at"]) == T0 + timedelta(
+        minutes=setting("kidnap.nca_notification_minutes")
+    )
     assert case.open_elements(GOLD) == ["notify_nca", "take_gold_command"]
 
     case.advance(timedelta(minutes=20))
@@ -268,6 +285,7 @@ def test_main_path_from_report_to_closure_with_debriefs(
 
     # Gold needs a superintendent; Silver may not be Gold.
     gold_task = case.task(GOLD_TOO_JUNIOR, "take_gold_command")
+    assert due(gold_task["due_at"]) == T0 + timedelta(minutes=setting("kidnap.command_minutes"))
     low = api.post(
         f"/api/v1/tasks/{gold_task['id']}/complete", GOLD_TOO_JUNIOR, json={"data": gold_strategy()}
     )
@@ -342,9 +360,14 @@ def test_main_path_from_report_to_closure_with_debriefs(
     resolved_at = clock.now()
     case.complete(SILVER, "record_resolution", RESOLUTION)
     assert case.open_elements(GOLD) == ["arrange_victim_care", "convert_to_investigation", "hot_debrief"]
-    assert due(case.task(SILVER, "hot_debrief")["due_at"]) == resolved_at + timedelta(hours=2)
+    assert due(case.task(SILVER, "hot_debrief")["due_at"]) == resolved_at + timedelta(
+        hours=setting("kidnap.hot_debrief_hours")
+    )
+    assert due(case.task(FAMILY_LIAISON, "arrange_victim_care")["due_at"]) == resolved_at + timedelta(
+        hours=setting("kidnap.victim_care_hours")
+    )
     case.complete(SILVER, "hot_debrief", HOT_DEBRIEF)
-    structured_due = resolved_at + timedelta(days=7)
+    structured_due = resolved_at + timedelta(days=setting("kidnap.structured_debrief_days"))
     assert case.variables(GOLD)["structured_debrief_due"] == iso(structured_due)
     assert case.timers(GOLD) == {"structured_debrief_overdue": iso(structured_due)}
     case.complete(SILVER, "convert_to_investigation", CONVERSION)
@@ -408,20 +431,23 @@ def test_nca_not_notified_in_minutes_escalates(
     clock.advance(timedelta(minutes=4))
     declared = clock.now()
     case.complete(DUTY_INSPECTOR, "assess_threat_to_life", assessment())
-    assert case.timers(GOLD) == {"nca_not_notified": iso(declared + timedelta(minutes=30))}
+    limit = timedelta(minutes=setting("kidnap.nca_notification_minutes"))
+    assert case.timers(GOLD) == {"nca_not_notified": iso(declared + limit)}
 
-    assert case.advance(timedelta(minutes=29, seconds=59)) == 0
+    assert case.advance(limit - timedelta(seconds=1)) == 0
     assert case.inbox(DUTY_INSPECTOR) == []
     assert case.advance(timedelta(seconds=1)) == 1
     escalation = case.task(DUTY_INSPECTOR, "escalate_nca_notification")
     assert escalation["priority"] == 100
-    assert due(escalation["due_at"]) == declared + timedelta(minutes=35)
+    assert due(escalation["due_at"]) == declared + limit + timedelta(
+        minutes=setting("kidnap.nca_escalation_minutes")
+    )
     # Non-interrupting: the notification itself is still owed.
     assert case.open_elements(GOLD) == ["escalate_nca_notification", "notify_nca", "take_gold_command"]
     assert case.timers(GOLD) == {}
     fired = [e for e in history(case) if e["action"] == "timer.fired"]
     assert [e["detail"]["element_id"] for e in fired] == ["nca_not_notified"]
-    assert fired[0]["detail"]["due_at"] == iso(declared + timedelta(minutes=30))
+    assert fired[0]["detail"]["due_at"] == iso(declared + limit)
 
     case.complete(
         DUTY_INSPECTOR,
@@ -492,6 +518,47 @@ def test_terrorist_ransom_is_stopped_and_referred(
     assert variables["payment_stopped"] is True
     actions = [(e["action"], e["detail"].get("element_id")) for e in history(case)]
     assert ("task.completed", "refer_terrorist_ransom") in actions
+
+
+def test_a_terrorist_link_at_a_contact_stops_payment_before_the_next_contact(
+    api: Api, services: Services, clock: FrozenClock, deployed: None
+) -> None:
+    case = start(api, services, clock, "OP-PLOVER")
+    to_negotiation(case)
+    case.complete(NEGOTIATOR, "log_negotiation_contact", contact(1))
+    assert case.variables(GOLD)["payment_stopped"] is False
+    # The caller names a proscribed group, and proof of life fails, at the same contact.
+    linked = {**contact(2, result="failed"), "terrorist_link_indicated": True}
+    case.complete(NEGOTIATOR, "log_negotiation_contact", linked)
+    assert case.open_elements(GOLD) == ["stop_payment_terrorist_link"]
+    referral = case.task(GOLD, "stop_payment_terrorist_link")
+    assert referral["summary"] == "Terrorist link at contact 2: payment is an offence - OP-PLOVER"
+    assert case.inbox(NEGOTIATOR) == []
+    data = {
+        "ct_referral_made_at": iso(clock.now()),
+        "ct_contact": "CTP North West duty DI",
+        "payers_advised": ["family"],
+        "advice_given": "Gold told the family that paying a group linked to terrorists would be an offence.",
+        "payment_stopped": True,
+    }
+    not_gold = api.post(f"/api/v1/tasks/{referral['id']}/complete", SILVER, json={"data": data})
+    assert "'gold'" in assert_problem(not_gold, 403, "role-missing")["detail"]
+    case.complete(GOLD, "stop_payment_terrorist_link", data)
+    # Then the failed proof of life still goes to Silver before the next contact.
+    assert case.open_elements(GOLD) == ["review_after_proof_of_life"]
+    case.complete(
+        SILVER,
+        "review_after_proof_of_life",
+        {"strategy_change": "Seek a recorded message before any talk of money."},
+    )
+    # Once payment is stopped, a later mention of the link does not raise the referral again.
+    case.complete(NEGOTIATOR, "log_negotiation_contact", {**contact(3), "terrorist_link_indicated": True})
+    assert case.open_elements(GOLD) == ["log_negotiation_contact"]
+    variables = case.variables(GOLD)
+    assert variables["payment_stopped"] is True
+    assert [c["terrorist_link_indicated"] for c in variables["contact_log"]] == [False, True, True]
+    actions = [(e["action"], e["detail"].get("element_id")) for e in history(case)]
+    assert actions.count(("task.completed", "stop_payment_terrorist_link")) == 1
 
 
 APPLICATION = {

@@ -246,6 +246,11 @@ def test_directed_surveillance_from_application_through_return_review_and_cancel
     assert listed["summary"] == "Directed surveillance: Operation Kestrel"
     assert approvals(api, INSPECTOR, case) == []
 
+    # A grant needs the authoriser's own necessity and proportionality reasoning.
+    bare = {k: v for k, v in grant_form().items() if k != "necessity_reasoning"}
+    problem = case.complete(SUPT, "decide_authorisation", bare, status=422)
+    assert problem["errors"] == {"$": ["'necessity_reasoning' is a required property"]}
+
     variables = in_force(case, SUPT, review_interval_days=28)
     assert variables["authority_label"] == "Directed surveillance"
     assert variables["decided_by"] == SUPT.subject
@@ -472,7 +477,13 @@ def test_a_source_under_16_cannot_be_authorised_against_a_parent(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
     form = application("juvenile_chis", source_age=15, target_is_parent_of_source=True)
-    case = applied(api, services, clock, form)
+    case = start(api, services, clock)
+    # A juvenile source needs appropriate adult arrangements on the application.
+    without_adult = {k: v for k, v in form.items() if k != "appropriate_adult_arrangements"}
+    problem = case.complete(APPLICANT, "prepare_application", without_adult, status=422)
+    assert problem["errors"] == {"$": ["'appropriate_adult_arrangements' is a required property"]}
+    case.complete(APPLICANT, "prepare_application", form)
+    case.complete(GATEKEEPER, "gatekeeper_check", READY)
     assert case.status(SUPT) == "completed"
     variables = case.variables(SUPT)
     assert variables["authorisable"] is False
@@ -500,6 +511,24 @@ def test_confidential_material_escalates_to_the_chief_constable(
         "chief_constable",
         "2026-04-04T23:00:00+00:00",
     )
+
+    # A CHIS seeking legally privileged material also needs a Judicial Commissioner's prior approval.
+    privileged = applied(
+        api,
+        services,
+        clock,
+        application(
+            "chis",
+            legally_privileged_material_sought=True,
+            confidential_material_details="The source will attend meetings with the subject's solicitor.",
+        ),
+        key="OP-PLOVER",
+    )
+    assert_problem(complete_as(privileged, SUPT, "decide_authorisation", grant_form()), 403, "rank-too-low")
+    privileged.complete(CHIEF, "decide_authorisation", grant_form())
+    assert privileged.variables(SUPT)["authority_label"] == "CHIS: legally privileged material"
+    assert elements(privileged, GATEKEEPER) == ["record_jc_decision"]
+    assert elements(privileged, RECORDS) == []
 
 
 # -- intrusive surveillance ----------------------------------------------------------------------------
@@ -672,6 +701,29 @@ def test_an_urgent_equipment_interference_warrant_ceases_without_approval_by_the
     )
     assert elements(case, GATEKEEPER) == []
     finish_cancellation(case, ACC, "not_approved_by_judicial_commissioner")
+
+
+def test_an_urgent_equipment_interference_warrant_approved_in_time_runs_its_6_months(
+    api: Api, services: Services, clock: FrozenClock
+) -> None:
+    case = applied(api, services, clock, application("equipment_interference", urgent=True))
+    variables = in_force(case, ACC)
+    assert variables["authority_label"] == "Equipment interference (urgent)"
+    assert elements(case, TEAM) == []  # the period waits for the Judicial Commissioner
+    case.advance(timedelta(days=2))
+    case.complete(
+        GATEKEEPER,
+        "record_urgent_jc_decision",
+        {
+            "jc_decision": "approved",
+            "jc_reference": "IPCO/26/401",
+            "jc_decided_at": "2026-01-07T09:00:00+00:00",
+        },
+    )
+    assert elements(case, TEAM) == ["carry_out_activity"]
+    assert case.timers(SUPT)["authorisation_expires"] == "2026-07-04T23:00:00+00:00"
+    assert "jc_decision_deadline" not in case.timers(SUPT)
+    assert case.variables(SUPT)["jc_decision"] == "approved"
 
 
 # -- the long loop ---------------------------------------------------------------------------------------

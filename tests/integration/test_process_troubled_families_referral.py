@@ -185,21 +185,9 @@ def to_plan(api: Api, services: Services, clock: FrozenClock, ref: str = "SF-1")
     case.complete(TRIAGE, "triage_referral", triage("early_help"))
     case.complete(TRIAGE, "record_consent", consent())
     case.complete(DATA, "check_needs", needs_check(NEEDS))
-    case.complete(
-        TRIAGE,
-        "allocate_keyworker",
-        ALLOCATION,
-    )
-    case.complete(
-        KEYWORKER,
-        "whole_family_assessment",
-        ASSESSMENT,
-    )
-    case.complete(
-        KEYWORKER,
-        "agree_family_plan",
-        PLAN,
-    )
+    case.complete(TRIAGE, "allocate_keyworker", ALLOCATION)
+    case.complete(KEYWORKER, "whole_family_assessment", ASSESSMENT)
+    case.complete(KEYWORKER, "agree_family_plan", PLAN)
     return case
 
 
@@ -253,22 +241,10 @@ def test_family_runs_from_referral_to_a_verified_claim(
         "At least 3 needs, with dependent children or an expectant parent",
     )
     assert at(case.task(TRIAGE, "allocate_keyworker")["due_at"]) == started + 5 * DAY
-    case.complete(
-        TRIAGE,
-        "allocate_keyworker",
-        ALLOCATION,
-    )
+    case.complete(TRIAGE, "allocate_keyworker", ALLOCATION)
     assert at(case.task(KEYWORKER, "whole_family_assessment")["due_at"]) == started + 30 * DAY
-    case.complete(
-        KEYWORKER,
-        "whole_family_assessment",
-        ASSESSMENT,
-    )
-    case.complete(
-        KEYWORKER,
-        "agree_family_plan",
-        PLAN,
-    )
+    case.complete(KEYWORKER, "whole_family_assessment", ASSESSMENT)
+    case.complete(KEYWORKER, "agree_family_plan", PLAN)
 
     # First review 6 weeks after the plan (families.taf_review_weeks).
     assert case.timers(TAF) == {"taf_review_due": (started + 6 * WEEK).isoformat()}
@@ -368,6 +344,13 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     assert late.inbox(DATA) == []
     assert late.timers(TRIAGE) == {"csc_escalation_overdue": (started + 60 * MINUTE).isoformat()}
 
+    # A child in need is referred within families.child_in_need_referral_days (1).
+    in_need = start(api, services, clock, "SF-CIN")
+    in_need.complete(REFERRER, "make_referral", referral())
+    in_need.complete(TRIAGE, "triage_referral", triage("child_in_need"))
+    assert at(in_need.task(TRIAGE, "escalate_to_csc")["due_at"]) == started + DAY
+    assert in_need.timers(TRIAGE) == {"csc_escalation_overdue": (started + DAY).isoformat()}
+
     on_time = start(api, services, clock, "SF-CP-OK")
     on_time.complete(REFERRER, "make_referral", referral(child_at_risk_of_significant_harm=True))
     on_time.complete(TRIAGE, "triage_referral", triage("child_protection"))
@@ -376,6 +359,10 @@ def test_child_protection_goes_to_childrens_social_care_within_the_hour(
     on_time.complete(TRIAGE, "escalate_to_csc", ESCALATION)
     state = on_time.state(TRIAGE)
     assert (state["status"], state["timers"]) == ("completed", [])
+    # Passing the concern on is a disclosure, logged with its recipient (DPA 2018 s.62).
+    [shared] = [e for e in history(on_time, TRIAGE) if e["kind"] == "disclosure"]
+    assert (shared["action"], shared["actor"]) == ("task.completed", TRIAGE.subject)
+    assert shared["recipient"] == "Children's social care: Duty social worker, MASH"
 
     # Sixty minutes (families.child_protection_escalation_minutes): the duty manager gets a task.
     assert late.inbox(MANAGER) == []
@@ -539,20 +526,52 @@ def test_step_up_to_childrens_social_care_at_a_review(
     assert (state["status"], state["open_tasks"], state["timers"]) == ("completed", [], [])
 
 
-def test_outcomes_not_sustained_six_months_after_closure_mean_no_claim(
+def test_sustainment_check_decides_the_claim_and_a_failed_claim_may_be_withdrawn(
     api: Api, services: Services, clock: FrozenClock
 ) -> None:
-    case = to_plan(api, services, clock)
-    case.advance(6 * WEEK)
-    case.complete(TAF, "taf_review", taf_review("close"))
-    # Closed on Monday 16 February 2026 (GMT): the check falls at 00:00 on 16 August (BST).
-    assert clock.now() == datetime(2026, 2, 16, 9, 0, tzinfo=UTC)
-    case.complete(KEYWORKER, "close_case", closure())
-    assert case.timers(DATA) == {"six_months_after_closure": "2026-08-15T23:00:00+00:00"}
-    case.advance(datetime(2026, 8, 15, 23, 0, tzinfo=UTC) - clock.now())
-    case.complete(DATA, "check_sustainment", sustainment(unsustained=("housing",)))
-    variables = case.variables(DATA)
+    unsustained = to_plan(api, services, clock, "SF-UNSUSTAINED")
+    withdrawn = to_plan(api, services, clock, "SF-WITHDRAWN")
+    unsustained.advance(6 * WEEK)
+    for case in (unsustained, withdrawn):
+        case.complete(TAF, "taf_review", taf_review("close"))
+        # Closed on Monday 16 February 2026 (GMT): the check falls at 00:00 on 16 August (BST).
+        assert clock.now() == datetime(2026, 2, 16, 9, 0, tzinfo=UTC)
+        case.complete(KEYWORKER, "close_case", closure())
+        assert case.timers(DATA) == {"six_months_after_closure": "2026-08-15T23:00:00+00:00"}
+    assert unsustained.advance(datetime(2026, 8, 15, 23, 0, tzinfo=UTC) - clock.now()) == 2
+
+    unsustained.complete(DATA, "check_sustainment", sustainment(unsustained=("housing",)))
+    variables = unsustained.variables(DATA)
     assert (variables["claim_ready"], variables["unsustained_needs"]) == (False, ["housing"])
-    state = case.state(DATA)
+    state = unsustained.state(DATA)
     assert (state["status"], state["open_tasks"]) == ("completed", [])
-    assert case.inbox(CLAIMS) == []
+    assert unsustained.inbox(CLAIMS) == []
+
+    withdrawn.complete(DATA, "check_sustainment", sustainment())
+    withdrawn.complete(
+        CLAIMS,
+        "submit_claim",
+        {
+            "claim_reference": "PBR-2026-40",
+            "claim_period": "2026 window 3",
+            "claim_evidence_summary": "Three needs, all sustained six months after closure.",
+        },
+    )
+    withdrawn.complete(
+        AUDITOR,
+        "audit_claim",
+        {
+            "audit_outcome": "failed",
+            "evidence_checked": ["eligibility", "sustained_outcomes"],
+            "audit_findings": "Housing outcome rests on a tenancy that had already ended.",
+        },
+    )
+    withdrawn.complete(
+        CLAIMS,
+        "correct_claim",
+        {"correction_action": "withdraw", "correction_notes": "The housing outcome cannot be evidenced."},
+    )
+    state = withdrawn.state(CLAIMS)
+    assert (state["status"], state["open_tasks"]) == ("completed", [])
+    assert withdrawn.inbox(AUDITOR) == []
+    assert withdrawn.variables(CLAIMS)["claims_officer"] == "claims.ng"
