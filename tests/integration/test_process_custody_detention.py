@@ -761,3 +761,67 @@ def test_a_juvenile_or_vulnerable_detainee_cannot_be_booked_in_without_an_approp
     adult = {"juvenile": True, "appropriate_adult_details": "Mother, Mrs J Cole, 07700 900123"}
     case.complete(CUSTODY, "book_in", {**BOOKING, **adult})
     assert case.variables(CUSTODY)["appropriate_adult_details"] == "Mother, Mrs J Cole, 07700 900123"
+
+
+def test_a_refused_extension_keeps_the_limit_and_a_review_can_end_detention(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case)
+    move_to(case, "2026-01-05T22:00:00+00:00")
+    review(case, next_step="seek_extension")
+    refusal = "Refused: the evidence sought can be obtained after release on bail without harm."
+    case.complete(
+        SUPT,
+        "decide_extension",
+        {"decision": "refused", "rationale": refusal, "representations_considered": True},
+    )
+    [applied] = [row for row in steps(case.services, case) if row.element_id == "apply_extension"]
+    assert applied.data_changes["updated"] == {"clock_action": "extension_not_granted"}
+    data = case.variables(CUSTODY)
+    assert (data["detention_limit_at"], data["extension_granted"], data["limit_hours"]) == (at(24), False, 24)
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(24)
+    assert case.task(INSPECTOR, "review_detention")["due_at"] == "2026-01-06T07:00:00+00:00"
+    # The next review does not authorise continued detention: the custody officer must act at once.
+    move_to(case, "2026-01-06T06:30:00+00:00")
+    not_continued = {k: v for k, v in REVIEW.items() if k != "next_step"}
+    not_continued |= {
+        "continued_detention_authorised": False,
+        "review_grounds": "Interviews are finished; nothing more can be gained by keeping him.",
+    }
+    case.complete(INSPECTOR, "review_detention", not_continued)
+    [after_review] = [t for t in case.inbox(CUSTODY) if t["element_id"] == "release_or_charge_after_review"]
+    assert (after_review["priority"], after_review["summary"]) == (
+        100,
+        "Continued detention refused for NW/0001/26",
+    )
+    assert "decide_disposal" not in [t["element_id"] for t in case.inbox(CUSTODY)]
+    assert "detention_limit_reached" not in case.timers(CUSTODY)
+    case.complete(
+        CUSTODY,
+        "release_or_charge_after_review",
+        {"disposal": "released_no_further_action", "disposal_reason": "No realistic prospect of conviction."},
+    )
+    state = case.state(CUSTODY)
+    assert (state["status"], state["open_tasks"], state["timers"]) == ("completed", [], [])
+    decided = [(e["actor"], e["detail"]["decision"]) for e in history(case) if e["action"] == "task.decided"]
+    assert decided == [("supt.station", "refused")]
+
+
+def test_a_welfare_concern_calls_a_healthcare_professional_and_visits_go_on(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T09:50:00+00:00")
+    visit(case, welfare_concern=True, welfare_notes="Complains of chest pain; pale and sweating.")
+    referral = case.task(CUSTODY, "arrange_healthcare")
+    assert (referral["priority"], referral["due_at"]) == (100, "2026-01-05T10:05:00+00:00")
+    assert case.inbox(DETENTION) == []
+    case.complete(
+        CUSTODY,
+        "arrange_healthcare",
+        {
+            "healthcare_called_at": "2026-01-05T09:52:00+00:00",
+            "concern_summary": "Chest pain reported at the 09:50 visit.",
+            "hospital_transfer": False,
+        },
+    )
+    # The next visit is scheduled from the referral.
+    assert case.timers(CUSTODY)["visit_window_opens"] == "2026-01-05T10:40:00+00:00"
