@@ -825,3 +825,38 @@ def test_a_welfare_concern_calls_a_healthcare_professional_and_visits_go_on(book
     )
     # The next visit is scheduled from the referral.
     assert case.timers(CUSTODY)["visit_window_opens"] == "2026-01-05T10:40:00+00:00"
+
+
+def test_a_warrant_refused_by_the_court_leaves_the_36_hour_limit(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case)
+    move_to(case, "2026-01-05T22:00:00+00:00")
+    review(case, next_step="seek_extension")
+    extend(case)
+    move_to(case, "2026-01-06T07:00:00+00:00")
+    review(case, next_step="seek_warrant")
+    case.complete(
+        OIC,
+        "apply_for_warrant",
+        {
+            "court": "Manchester and Salford Magistrates' Court",
+            "information_laid_at": "2026-01-06T09:00:00+00:00",
+            "hours_sought": 24,
+            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
+        },
+    )
+    case.complete(
+        OIC,
+        "record_warrant_decision",
+        {
+            "warrant_issued": False,
+            "court_reference": "MSMC/26/0043",
+            "magistrates_reasons": "Not satisfied the investigation has been conducted expeditiously.",
+        },
+    )
+    data = case.variables(CUSTODY)
+    assert (data["warrant_count"], data["detention_limit_at"]) == (0, at(36))
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(36)
+    move_to(case, at(36))
+    assert "release_or_charge_at_limit" in [t["element_id"] for t in case.inbox(CUSTODY)]
