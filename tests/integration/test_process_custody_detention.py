@@ -470,6 +470,30 @@ def test_a_review_by_an_inspector_involved_in_the_investigation_is_refused(booke
     assert case.variables(CUSTODY)["review_count"] == 1
 
 
+def apply_for_warrant(case: Case, *, expires_at: str, reference: str) -> None:
+    """The officer in the case applies; the magistrates issue (or extend) the warrant to ``expires_at``."""
+    case.complete(
+        OIC,
+        "apply_for_warrant",
+        {
+            "court": "Manchester and Salford Magistrates' Court",
+            "information_laid_at": now(case),
+            "hours_sought": 36,
+            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
+        },
+    )
+    case.complete(
+        OIC,
+        "record_warrant_decision",
+        {
+            "warrant_issued": True,
+            "warrant_expires_at": expires_at,
+            "court_reference": reference,
+            "magistrates_reasons": "Further detention is justified to complete the phone examination.",
+        },
+    )
+
+
 def test_a_warrant_of_further_detention_never_runs_beyond_96_hours(booked: Case) -> None:
     case = booked
     move_to(case, "2026-01-05T14:00:00+00:00")
@@ -477,34 +501,32 @@ def test_a_warrant_of_further_detention_never_runs_beyond_96_hours(booked: Case)
     move_to(case, "2026-01-05T22:00:00+00:00")
     review(case, next_step="seek_extension")
     extend(case)
-    move_to(case, "2026-01-06T07:00:00+00:00")
+    # The third review, held late just before the 36-hour limit, asks for a warrant.
+    move_to(case, RELEVANT_TIME + timedelta(hours=35))
     review(case, next_step="seek_warrant")
     application = case.task(OIC, "apply_for_warrant")
     assert application["due_at"] == at(36)
-    case.complete(
-        OIC,
-        "apply_for_warrant",
-        {
-            "court": "Manchester and Salford Magistrates' Court",
-            "information_laid_at": "2026-01-06T09:00:00+00:00",
-            "hours_sought": 36,
-            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
-        },
-    )
-    # The court's warrant would run past 96 hours after the relevant time: the clock stops at 96.
-    case.complete(
-        OIC,
-        "record_warrant_decision",
-        {
-            "warrant_issued": True,
-            "warrant_expires_at": iso(RELEVANT_TIME + timedelta(hours=120)),
-            "court_reference": "MSMC/26/0042",
-            "magistrates_reasons": "Further detention is justified to complete the phone examination.",
-        },
-    )
+    # The court's date is later than the law allows: a warrant runs at most 36 hours from its issue.
+    apply_for_warrant(case, expires_at=at(120), reference="MSMC/26/0042")
     data = case.variables(CUSTODY)
-    assert (data["warrant_count"], data["detention_limit_at"]) == (1, at(96))
+    assert (data["warrant_count"], data["detention_limit_at"]) == (1, at(71))
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(71)
+    # Extended by the court (s.44) two hours before it expires: never beyond 96 hours in all.
+    move_to(case, RELEVANT_TIME + timedelta(hours=69))
+    review(case, next_step="seek_warrant")
+    apply_for_warrant(case, expires_at=at(120), reference="MSMC/26/0057")
+    data = case.variables(CUSTODY)
+    assert (data["warrant_count"], data["detention_limit_at"]) == (2, at(96))
     assert case.timers(CUSTODY)["detention_limit_reached"] == at(96)
+    # No superintendent's extension once a warrant is in force.
+    move_to(case, RELEVANT_TIME + timedelta(hours=70))
+    review(case, next_step="seek_extension")
+    assert case.inbox(SUPT) == []
+    assert case.variables(INSPECTOR)["refused_step_reason"] == (
+        "a warrant of further detention is in force; only the court may extend it (PACE s.44)"
+    )
+    move_to(case, at(96))
+    assert "release_or_charge_at_limit" in [t["element_id"] for t in case.inbox(CUSTODY)]
 
 
 def test_thirty_hourly_welfare_visits_with_reviews_falling_due_among_them(booked: Case) -> None:
