@@ -9,6 +9,9 @@ from the embedded issuer.
 Baselines measured in the same run: the same lifecycle in-process through ``InstanceService`` (no HTTP,
 no token), and the liveness probe (HTTP and gunicorn alone) for single requests.
 
+The concurrent run also reports the CPU time the gunicorn workers used per lifecycle (from
+``/proc/<pid>/stat``), and the load generator's own share of a core.
+
 Audit: the concurrent run is repeated against ``bench.wsgi:app_without_audit()``, the same app with
 :meth:`engine.audit.AuditLog.record` building its event without locking, hashing or inserting; the
 difference in throughput is what the audit trail costs. Every event of the audited runs is checked to
@@ -27,13 +30,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from bench.bench_engine import opsflow_steps
-from bench.common import measure, pg_schema, postgres_url, report, summarise
+from bench.common import cpu_seconds, measure, pg_schema, postgres_url, report, summarise
 from bench.server import (
     APP_WITHOUT_AUDIT,
     PRODUCTION_APP,
@@ -63,8 +67,13 @@ def sequential(port: int, token: str, count: int, *, probes: int) -> Client:
     return client
 
 
-def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
-    """``len(tokens)`` clients running lifecycles back to back for ``seconds`` after a short warm-up."""
+def concurrent(
+    port: int, tokens: list[str], seconds: float, *, server_pids: Sequence[int] = ()
+) -> dict[str, Any]:
+    """``len(tokens)`` clients running lifecycles back to back for ``seconds`` after a short warm-up.
+
+    ``server_pids`` are the server's processes, whose CPU time during the run is reported.
+    """
     clients = [Client(port, token) for token in tokens]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(clients) + 1)
@@ -94,11 +103,13 @@ def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
         barrier.wait()
     began = time.monotonic()
     cpu_began = time.process_time()
+    server_began = cpu_seconds(server_pids)
     stop_at[0] = began + seconds
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
+    server_cpu = cpu_seconds(server_pids) - server_began
     ended = max(at for client in clients for at in client.finished_at)
     done = sum(len(client.lifecycles) for client in clients)
     by_kind: dict[str, list[float]] = {}
@@ -111,6 +122,7 @@ def concurrent(port: int, tokens: list[str], seconds: float) -> dict[str, Any]:
         "requests": by_kind,
         "client_cpu_share": (time.process_time() - cpu_began) / (ended - began),
         "seconds": ended - began,
+        "server_cpu_seconds": server_cpu,
     }
 
 
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     if base is None:
         print("bench_http: set OPSFLOW_BENCH_DATABASE_URL to a PostgreSQL database; skipped")
         return
-    count, seconds, rounds = (15, 3.0, 1) if args.quick else (150, 15.0, 2)
+    count, seconds, rounds = (10, 2.0, 1) if args.quick else (150, 15.0, 2)
     rows: list[dict[str, Any]] = []
     labels = {"audit on": PRODUCTION_APP, "audit off": APP_WITHOUT_AUDIT}
     results = {label: _Totals() for label in labels}
@@ -169,10 +181,13 @@ def main(argv: list[str] | None = None) -> None:
         # on, off, on, off, ...: a drift in the machine's load touches both alike
         for _ in range(rounds):
             for label, app in labels.items():
-                with gunicorn(url, key_dir, port, app=app, workers=args.workers, threads=args.threads):
+                server_setup = gunicorn(
+                    url, key_dir, port, app=app, workers=args.workers, threads=args.threads
+                )
+                with server_setup as server:
                     results[label].add(
                         sequential(port, tokens[0], count, probes=count * 2),
-                        concurrent(port, tokens, seconds),
+                        concurrent(port, tokens, seconds, server_pids=server.worker_pids()),
                     )
         system_events = _system_chain_events(url)
 
@@ -192,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                 **summarise(totals.concurrent_lifecycles),
                 "lifecycles_per_s": round(totals.per_second, 1),
                 "client_cpu_share": round(totals.client_cpu / totals.seconds, 2),
+                "server_cpu_ms": round(1000 * totals.server_cpu / len(totals.concurrent_lifecycles), 1),
             }
         )
     for kind, values in on.concurrent.items():
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         f"HTTP lifecycle on PostgreSQL ({server}; {os.cpu_count()} cores)",
         rows,
         json_name="http",
-        columns=[("lifecycles_per_s", "per s")],
+        columns=[("lifecycles_per_s", "per s"), ("server_cpu_ms", "srv CPU ms")],
     )
     seq_median = summarise(on.sequential_lifecycles)["median_ms"]
     print(
@@ -224,6 +240,7 @@ class _Totals:
         self.concurrent_lifecycles: list[float] = []
         self.seconds = 0.0
         self.client_cpu = 0.0
+        self.server_cpu = 0.0
 
     def add(self, seq: Client, load: dict[str, Any]) -> None:
         for kind, values in seq.samples.items():
@@ -234,6 +251,7 @@ class _Totals:
         self.concurrent_lifecycles.extend(load["lifecycles"])
         self.seconds += load["seconds"]
         self.client_cpu += load["client_cpu_share"] * load["seconds"]
+        self.server_cpu += load["server_cpu_seconds"]
 
     @property
     def per_second(self) -> float:

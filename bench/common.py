@@ -180,6 +180,15 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
     raise ValueError(f"no {field} for process {pid}")
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time used so far by the processes ``pids``, from ``/proc/<pid>/stat``."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime and stime, the 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     """The direct child processes of ``pid`` (gunicorn's workers under its master)."""
     found: list[int] = []

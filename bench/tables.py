@@ -13,6 +13,7 @@ from bench.common import RESULTS_DIR
 
 EXTRA = {
     "lifecycles_per_s": "per s",
+    "server_cpu_ms": "server CPU ms per lifecycle",
     "p99_ms": "p99 ms",
     "rows": "rows",
     "index": "index",
