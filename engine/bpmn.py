@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,8 +197,37 @@ def decision_ids(root: etree._Element) -> set[str]:
     } - {""}
 
 
+_BUILT: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], SpecBundle] = OrderedDict()
+_BUILT_LOCK = threading.Lock()
+_BUILT_MAX = 128
+
+
 def build_bundle(key: str, files: Iterable[SourceFile]) -> SpecBundle:
-    """Parse ``files`` together (XSD-validated) and return the spec of process ``key``."""
+    """Parse ``files`` together (XSD-validated) and return the spec of process ``key``.
+
+    Parsed specs are read-only once built, so the same files give the same shared bundle: a
+    deployment that repeats unchanged files (a boot, a reload, a second version that only adds a
+    form) does not parse them again. Failures are not remembered.
+    """
+    sources = list(files)
+    cache_key = (
+        key,
+        tuple((f.name, hashlib.sha256(f.text.encode("utf-8")).hexdigest()) for f in sources),
+    )
+    with _BUILT_LOCK:
+        built = _BUILT.get(cache_key)
+        if built is not None:
+            _BUILT.move_to_end(cache_key)
+            return built
+    built = _parse_bundle(key, sources)
+    with _BUILT_LOCK:
+        _BUILT[cache_key] = built
+        while len(_BUILT) > _BUILT_MAX:
+            _BUILT.popitem(last=False)
+    return built
+
+
+def _parse_bundle(key: str, files: list[SourceFile]) -> SpecBundle:
     parser = OpsflowBpmnParser(validator=_validator())
     problems: list[Problem] = []
     name = key

@@ -82,7 +82,7 @@ def load_form_files(name: str, schema_text: str, ui_text: str | None) -> dict[st
             f"{name}.schema.json, line {exc.lineno}: not valid JSON: {exc.msg}",
             errors={f"{name}.schema.json:{exc.lineno}": [exc.msg]},
         ) from None
-    _check_schema_text(name, schema_text)
+    check_schema_text(name, schema_text)
     ui: Any = {}
     if ui_text is not None:
         try:
@@ -96,7 +96,7 @@ def load_form_files(name: str, schema_text: str, ui_text: str | None) -> dict[st
 
 
 @lru_cache(maxsize=1024)
-def _check_schema_text(name: str, schema_text: str) -> None:
+def check_schema_text(name: str, schema_text: str) -> None:
     """``check_schema`` remembered by text: checking a form against the meta-schema takes tens of
     milliseconds, and every deployment rechecks every form it carries. A refusal is not remembered."""
     check_schema(name, json.loads(schema_text))

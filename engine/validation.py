@@ -30,7 +30,7 @@ from engine.bpmn import (
     xsd_errors,
 )
 from engine.errors import DefinitionError, UnsafeXMLError, ValidationError
-from engine.forms import check_schema
+from engine.forms import check_schema_text
 from engine.sandbox import Sandbox
 from engine.timeexpr import parse_date, parse_duration
 from engine.timer_events import literal_text
@@ -260,7 +260,7 @@ def _check_forms(files: Sequence[SourceFile], found: _Findings) -> set[str]:
             if schema is _INVALID:
                 continue
             try:
-                check_schema(name, schema)
+                check_schema_text(name, source.text)
             except DefinitionError as exc:
                 where = next(iter(exc.errors), name)
                 found.add(source, "form-invalid", exc.detail, element_id="$" + where[len(name) :])

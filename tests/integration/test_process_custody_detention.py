@@ -470,6 +470,30 @@ def test_a_review_by_an_inspector_involved_in_the_investigation_is_refused(booke
     assert case.variables(CUSTODY)["review_count"] == 1
 
 
+def apply_for_warrant(case: Case, *, expires_at: str, reference: str) -> None:
+    """The officer in the case applies; the magistrates issue (or extend) the warrant to ``expires_at``."""
+    case.complete(
+        OIC,
+        "apply_for_warrant",
+        {
+            "court": "Manchester and Salford Magistrates' Court",
+            "information_laid_at": now(case),
+            "hours_sought": 36,
+            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
+        },
+    )
+    case.complete(
+        OIC,
+        "record_warrant_decision",
+        {
+            "warrant_issued": True,
+            "warrant_expires_at": expires_at,
+            "court_reference": reference,
+            "magistrates_reasons": "Further detention is justified to complete the phone examination.",
+        },
+    )
+
+
 def test_a_warrant_of_further_detention_never_runs_beyond_96_hours(booked: Case) -> None:
     case = booked
     move_to(case, "2026-01-05T14:00:00+00:00")
@@ -477,34 +501,32 @@ def test_a_warrant_of_further_detention_never_runs_beyond_96_hours(booked: Case)
     move_to(case, "2026-01-05T22:00:00+00:00")
     review(case, next_step="seek_extension")
     extend(case)
-    move_to(case, "2026-01-06T07:00:00+00:00")
+    # The third review, held late just before the 36-hour limit, asks for a warrant.
+    move_to(case, RELEVANT_TIME + timedelta(hours=35))
     review(case, next_step="seek_warrant")
     application = case.task(OIC, "apply_for_warrant")
     assert application["due_at"] == at(36)
-    case.complete(
-        OIC,
-        "apply_for_warrant",
-        {
-            "court": "Manchester and Salford Magistrates' Court",
-            "information_laid_at": "2026-01-06T09:00:00+00:00",
-            "hours_sought": 36,
-            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
-        },
-    )
-    # The court's warrant would run past 96 hours after the relevant time: the clock stops at 96.
-    case.complete(
-        OIC,
-        "record_warrant_decision",
-        {
-            "warrant_issued": True,
-            "warrant_expires_at": iso(RELEVANT_TIME + timedelta(hours=120)),
-            "court_reference": "MSMC/26/0042",
-            "magistrates_reasons": "Further detention is justified to complete the phone examination.",
-        },
-    )
+    # The court's date is later than the law allows: a warrant runs at most 36 hours from its issue.
+    apply_for_warrant(case, expires_at=at(120), reference="MSMC/26/0042")
     data = case.variables(CUSTODY)
-    assert (data["warrant_count"], data["detention_limit_at"]) == (1, at(96))
+    assert (data["warrant_count"], data["detention_limit_at"]) == (1, at(71))
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(71)
+    # Extended by the court (s.44) two hours before it expires: never beyond 96 hours in all.
+    move_to(case, RELEVANT_TIME + timedelta(hours=69))
+    review(case, next_step="seek_warrant")
+    apply_for_warrant(case, expires_at=at(120), reference="MSMC/26/0057")
+    data = case.variables(CUSTODY)
+    assert (data["warrant_count"], data["detention_limit_at"]) == (2, at(96))
     assert case.timers(CUSTODY)["detention_limit_reached"] == at(96)
+    # No superintendent's extension once a warrant is in force.
+    move_to(case, RELEVANT_TIME + timedelta(hours=70))
+    review(case, next_step="seek_extension")
+    assert case.inbox(SUPT) == []
+    assert case.variables(INSPECTOR)["refused_step_reason"] == (
+        "a warrant of further detention is in force; only the court may extend it (PACE s.44)"
+    )
+    move_to(case, at(96))
+    assert "release_or_charge_at_limit" in [t["element_id"] for t in case.inbox(CUSTODY)]
 
 
 def test_thirty_hourly_welfare_visits_with_reviews_falling_due_among_them(booked: Case) -> None:
@@ -761,3 +783,102 @@ def test_a_juvenile_or_vulnerable_detainee_cannot_be_booked_in_without_an_approp
     adult = {"juvenile": True, "appropriate_adult_details": "Mother, Mrs J Cole, 07700 900123"}
     case.complete(CUSTODY, "book_in", {**BOOKING, **adult})
     assert case.variables(CUSTODY)["appropriate_adult_details"] == "Mother, Mrs J Cole, 07700 900123"
+
+
+def test_a_refused_extension_keeps_the_limit_and_a_review_can_end_detention(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case)
+    move_to(case, "2026-01-05T22:00:00+00:00")
+    review(case, next_step="seek_extension")
+    refusal = "Refused: the evidence sought can be obtained after release on bail without harm."
+    case.complete(
+        SUPT,
+        "decide_extension",
+        {"decision": "refused", "rationale": refusal, "representations_considered": True},
+    )
+    [applied] = [row for row in steps(case.services, case) if row.element_id == "apply_extension"]
+    assert applied.data_changes["updated"] == {"clock_action": "extension_not_granted"}
+    data = case.variables(CUSTODY)
+    assert (data["detention_limit_at"], data["extension_granted"], data["limit_hours"]) == (at(24), False, 24)
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(24)
+    assert case.task(INSPECTOR, "review_detention")["due_at"] == "2026-01-06T07:00:00+00:00"
+    # The next review does not authorise continued detention: the custody officer must act at once.
+    move_to(case, "2026-01-06T06:30:00+00:00")
+    not_continued = {k: v for k, v in REVIEW.items() if k != "next_step"}
+    not_continued |= {
+        "continued_detention_authorised": False,
+        "review_grounds": "Interviews are finished; nothing more can be gained by keeping him.",
+    }
+    case.complete(INSPECTOR, "review_detention", not_continued)
+    [after_review] = [t for t in case.inbox(CUSTODY) if t["element_id"] == "release_or_charge_after_review"]
+    assert (after_review["priority"], after_review["summary"]) == (
+        100,
+        "Continued detention refused for NW/0001/26",
+    )
+    assert "decide_disposal" not in [t["element_id"] for t in case.inbox(CUSTODY)]
+    assert "detention_limit_reached" not in case.timers(CUSTODY)
+    case.complete(
+        CUSTODY,
+        "release_or_charge_after_review",
+        {"disposal": "released_no_further_action", "disposal_reason": "No realistic prospect of conviction."},
+    )
+    state = case.state(CUSTODY)
+    assert (state["status"], state["open_tasks"], state["timers"]) == ("completed", [], [])
+    decided = [(e["actor"], e["detail"]["decision"]) for e in history(case) if e["action"] == "task.decided"]
+    assert decided == [("supt.station", "refused")]
+
+
+def test_a_welfare_concern_calls_a_healthcare_professional_and_visits_go_on(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T09:50:00+00:00")
+    visit(case, welfare_concern=True, welfare_notes="Complains of chest pain; pale and sweating.")
+    referral = case.task(CUSTODY, "arrange_healthcare")
+    assert (referral["priority"], referral["due_at"]) == (100, "2026-01-05T10:05:00+00:00")
+    assert case.inbox(DETENTION) == []
+    case.complete(
+        CUSTODY,
+        "arrange_healthcare",
+        {
+            "healthcare_called_at": "2026-01-05T09:52:00+00:00",
+            "concern_summary": "Chest pain reported at the 09:50 visit.",
+            "hospital_transfer": False,
+        },
+    )
+    # The next visit is scheduled from the referral.
+    assert case.timers(CUSTODY)["visit_window_opens"] == "2026-01-05T10:40:00+00:00"
+
+
+def test_a_warrant_refused_by_the_court_leaves_the_36_hour_limit(booked: Case) -> None:
+    case = booked
+    move_to(case, "2026-01-05T14:00:00+00:00")
+    review(case)
+    move_to(case, "2026-01-05T22:00:00+00:00")
+    review(case, next_step="seek_extension")
+    extend(case)
+    move_to(case, "2026-01-06T07:00:00+00:00")
+    review(case, next_step="seek_warrant")
+    case.complete(
+        OIC,
+        "apply_for_warrant",
+        {
+            "court": "Manchester and Salford Magistrates' Court",
+            "information_laid_at": "2026-01-06T09:00:00+00:00",
+            "hours_sought": 24,
+            "warrant_grounds": "Phone downloads continue and a third suspect is still to be traced.",
+        },
+    )
+    case.complete(
+        OIC,
+        "record_warrant_decision",
+        {
+            "warrant_issued": False,
+            "court_reference": "MSMC/26/0043",
+            "magistrates_reasons": "Not satisfied the investigation has been conducted expeditiously.",
+        },
+    )
+    data = case.variables(CUSTODY)
+    assert (data["warrant_count"], data["detention_limit_at"]) == (0, at(36))
+    assert case.timers(CUSTODY)["detention_limit_reached"] == at(36)
+    move_to(case, at(36))
+    assert "release_or_charge_at_limit" in [t["element_id"] for t in case.inbox(CUSTODY)]
