@@ -124,6 +124,7 @@ SCOPES = (
     "instances:read",
     "instances:write",
     "instances:migrate",
+    "instances:erase",
     "approvals:decide",
     "definitions:deploy",
     "audit:read",

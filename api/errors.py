@@ -15,9 +15,11 @@ from engine.errors import (
     CorrelationError,
     DefinitionError,
     EngineError,
+    ErasedError,
     FormDataError,
     LimitExceededError,
     NotFoundError,
+    RetentionError,
     UnsafeXMLError,
     ValidationError,
 )
@@ -50,6 +52,8 @@ def problem(
 def _engine_status(error: EngineError) -> int:
     if isinstance(error, NotFoundError):
         return 404
+    if isinstance(error, ErasedError):
+        return 410
     if isinstance(error, CorrelationError):
         return 404 if error.matches == 0 else 409
     if isinstance(error, ConflictError):
@@ -68,6 +72,8 @@ def handle_engine_error(error: EngineError) -> Response:
         extra["problems"] = error.problems
     if isinstance(error, CorrelationError):
         extra["matches"] = error.matches
+    if isinstance(error, RetentionError | ErasedError):
+        extra.update({k: v for k, v in error.extra.items() if k in ("retain_until", "erased_at")})
     if isinstance(error, MigrationRefusedError):
         extra["reasons"] = [{"element_id": r.element_id, "message": r.message} for r in error.report.reasons]
     if status >= 500:

@@ -27,6 +27,8 @@ from api.context import (
 from api.paging import INT64, Sort, decode_cursor, encode_cursor, split_page
 from api.schemas import (
     CancelIn,
+    EraseIn,
+    ErasureOut,
     HistoryPageOut,
     HistoryQueryIn,
     IdempotencyHeaderIn,
@@ -46,6 +48,7 @@ from auth.flask import current_principal
 from auth.policy import check_can_mark, check_case_access, visible_classifications, visible_units
 from auth.principal import Principal, normalise_classification
 from engine.audit import history
+from engine.erasure import ErasureResult, erase_instance
 from engine.errors import IdempotencyConflictError, NotFoundError, ValidationError
 from engine.models import AuditEvent, IdempotencyRecord, ProcessInstance, Timer
 
@@ -249,7 +252,7 @@ class Instance(MethodView):
 @blp.route("/<uuid:instance_id>/variables")
 class Variables(MethodView):
     @blp.require_scope("instances:read")
-    @blp.problems(404, 422)
+    @blp.problems(404, 410, 422)
     @blp.arguments(PurposeQueryIn, location="query")
     @blp.arguments(PurposeHeaderIn, location="headers")
     @blp.response(200, VariablesOut)
@@ -364,3 +367,31 @@ class Retry(MethodView):
         with transaction() as session:
             instance = visible_instance(session, str(instance_id), principal)
             return instance_service(session).retry(instance.id, actor=actor(principal))
+
+
+@blp.route("/<uuid:instance_id>/erase")
+class Erase(MethodView):
+    @blp.require_scope("instances:erase")
+    @blp.problems(404, 409, 422)
+    @blp.arguments(EraseIn)
+    @blp.response(200, ErasureOut)
+    def post(self, body: dict[str, Any], instance_id: uuid.UUID) -> ErasureResult:
+        """Erase the data of a finished case for good, once its retention period is over.
+
+        The case's variables, submitted forms, task summaries and step data are removed from every
+        table; what remains is that the case existed (process, unit, marking, dates) and its audit
+        trail, which records the erasure. A case still running, or still inside the retention period
+        its process sets in `processes/settings.json`, is a 409 that says until when.
+        """
+        principal = current_principal()
+        with transaction() as session:
+            instance = visible_instance(session, str(instance_id), principal)
+            svc = services()
+            return erase_instance(
+                session,
+                instance.id,
+                actor=principal.subject,
+                reason=body["reason"],
+                settings=svc.context.process_settings,
+                clock=svc.clock,
+            )

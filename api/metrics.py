@@ -37,6 +37,18 @@ class CaseCollector(Collector):
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    def describe(self) -> Iterator[Any]:
+        """The families without their values, so registering the collector reads nothing (a server
+        may be created before its database is migrated, as `opsflow db upgrade` does)."""
+        yield GaugeMetricFamily("opsflow_metrics_database_up", "1 when the figures below could be read")
+        yield CounterMetricFamily(
+            "opsflow_instances_started", "Process instances started", labels=["process_key"]
+        )
+        yield CounterMetricFamily(
+            "opsflow_instances_completed", "Process instances that reached an end", labels=["process_key"]
+        )
+        yield GaugeMetricFamily("opsflow_open_tasks", "Open human tasks by role", labels=["role"])
+
     def collect(self) -> Iterator[Any]:
         up = GaugeMetricFamily("opsflow_metrics_database_up", "1 when the figures below could be read")
         try:

@@ -332,6 +332,26 @@ class CancelIn(ma.Schema):
     reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
 
 
+class EraseIn(ma.Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.Length(min=10, max=2000),
+        metadata={"description": "Why the records may now be erased (kept in the audit trail)"},
+    )
+
+
+class ErasureOut(ma.Schema):
+    instance_id = fields.String(required=True)
+    erased_at = _when(required=True)
+    retain_until = _when(
+        required=True, metadata={"description": "The end of the retention period that had to pass first"}
+    )
+    tasks = fields.Integer(required=True, metadata={"description": "Inbox rows whose data was removed"})
+    history_rows = fields.Integer(
+        required=True, metadata={"description": "History rows whose data was removed"}
+    )
+
+
 class SuspendIn(ma.Schema):
     reason = fields.String(validate=validate.Length(max=2000))
 

@@ -132,7 +132,7 @@ class TaskCount(MethodView):
 @blp.route("/<uuid:task_id>")
 class Task(MethodView):
     @blp.require_scope("tasks:read")
-    @blp.problems(404, 422)
+    @blp.problems(404, 410, 422)
     @blp.arguments(PurposeQueryIn, location="query")
     @blp.arguments(PurposeHeaderIn, location="headers")
     @blp.response(200, TaskDetailOut)

@@ -60,6 +60,7 @@ SCOPES: frozenset[str] = frozenset(
         "instances:read",
         "instances:write",
         "instances:migrate",
+        "instances:erase",
         "approvals:decide",
         "definitions:deploy",
         "audit:read",

@@ -36,11 +36,17 @@ class Services:
         return self.context.clock
 
 
-def script_helpers(settings: Settings, clock: Clock) -> dict[str, Any]:
-    """The functions process designers may call by name in expressions and scripts."""
-    process_settings = ProcessSettings.from_file(
+def load_process_settings(settings: Settings) -> ProcessSettings:
+    return ProcessSettings.from_file(
         settings.process_settings_file or settings.processes_dir / "settings.json"
     )
+
+
+def script_helpers(
+    settings: Settings, clock: Clock, process_settings: ProcessSettings | None = None
+) -> dict[str, Any]:
+    """The functions process designers may call by name in expressions and scripts."""
+    process_settings = process_settings or load_process_settings(settings)
     helpers: dict[str, Any] = dict(expression_helpers(clock))
     helpers["now"] = helpers["now_iso"]
     helpers["parse_datetime"] = lambda value: to_iso(parse_instant(value))
@@ -52,8 +58,11 @@ def build_services(
     settings: Settings, *, clock: Clock | None = None, script_engine: Any = None, **engine_kwargs: Any
 ) -> Services:
     clock = clock or SystemClock()
+    process_settings = load_process_settings(settings)
     if script_engine is None:
-        sandbox = Sandbox(script_helpers(settings, clock), cpu_seconds=settings.script_cpu_seconds)
+        sandbox = Sandbox(
+            script_helpers(settings, clock, process_settings), cpu_seconds=settings.script_cpu_seconds
+        )
         script_engine = SandboxScriptEngine(sandbox)
     runtime = WorkflowRuntime(script_engine)
     db = create_db_engine(settings.database_url, json_serializer=runtime.json_dumps, **engine_kwargs)
@@ -64,5 +73,6 @@ def build_services(
         clock=clock,
         max_instance_data_bytes=settings.max_instance_data_bytes,
         hooks=[TimerHook(clock=clock), MessageHook()],
+        process_settings=process_settings,
     )
     return Services(settings=settings, db=db, sessions=make_sessionmaker(db), context=context)

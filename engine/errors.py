@@ -64,6 +64,16 @@ class InstanceStateError(ConflictError):
     title = "The process instance is not in a state that allows this"
 
 
+class RetentionError(ConflictError):
+    code = "retention-period"
+    title = "The records of this case must still be kept"
+
+
+class ErasedError(EngineError):
+    code = "erased"
+    title = "The data of this case has been erased"
+
+
 class IdempotencyConflictError(ConflictError):
     code = "idempotency-key-reused"
     title = "The Idempotency-Key was used for a different request"

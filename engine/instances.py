@@ -24,6 +24,7 @@ from engine.clock import Clock
 from engine.errors import (
     ConcurrentUpdateError,
     EngineError,
+    ErasedError,
     FormDataError,
     InstanceStateError,
     LimitExceededError,
@@ -34,6 +35,7 @@ from engine.errors import (
 )
 from engine.forms import validate_data
 from engine.models import HumanTask, Incident, ProcessInstance, TaskHistory
+from engine.process_settings import ProcessSettings
 from engine.registry import SpecRegistry, get_definition
 from engine.runtime import ReadyUserTask, StepRecord, Workflow, WorkflowRuntime
 from engine.sandbox import script_error_in
@@ -83,6 +85,7 @@ class EngineContext:
     clock: Clock
     max_instance_data_bytes: int = 512 * 1024
     hooks: list[Any] = field(default_factory=list)
+    process_settings: ProcessSettings = field(default_factory=ProcessSettings)
 
 
 def normalise_classification(value: str) -> str:
@@ -130,11 +133,13 @@ class InstanceService:
 
     def variables(self, instance_id: str) -> dict[str, Any]:
         instance = self.get(instance_id)
+        _check_not_erased(instance)
         workflow = self._load(instance)
         return self.runtime.data(workflow)
 
     def task_data(self, task: HumanTask) -> dict[str, Any]:
         instance = self.get(task.instance_id)
+        _check_not_erased(instance)
         workflow = self._load(instance)
         for ready in self.runtime.ready_user_tasks(workflow):
             if ready.id == task.id:
@@ -735,6 +740,14 @@ class InstanceService:
             return None
         value = self._evaluate(workflow, spec, expression)
         return None if value is None else str(value)[:2000]
+
+
+def _check_not_erased(instance: ProcessInstance) -> None:
+    if instance.erased_at is not None:
+        raise ErasedError(
+            f"the data of process instance {instance.id} was erased on {instance.erased_at.isoformat()}",
+            erased_at=instance.erased_at.isoformat(),
+        )
 
 
 def due_from_value(value: Any, now: datetime) -> datetime | None:

@@ -58,6 +58,8 @@ class ProcessInstance(Base):
     serializer_version: Mapped[str] = mapped_column(sa.String(20))
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
     lock_version: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erased_by: Mapped[str | None] = mapped_column(sa.String(200))
 
     __mapper_args__ = {"version_id_col": lock_version}
 

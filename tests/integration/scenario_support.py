@@ -173,6 +173,25 @@ class Case:
         assert response.status_code == status, response.get_data(as_text=True)
         return response.get_json()
 
+    def history(self, who: Person) -> list[dict[str, Any]]:
+        """The case's whole audit trail, oldest first, read page by page through the API."""
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            response = self.api.get(
+                f"/api/v1/process-instances/{self.id}/history",
+                who,
+                query_string=query,
+                headers={"X-Purpose": "scenario test"},
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+            body = response.get_json()
+            events.extend(body["items"])
+            cursor = body["next_cursor"]
+            if not cursor:
+                return events
+
     def message(
         self, who: Person, name: str, correlation: Any, variables: dict[str, Any] | None = None
     ) -> Any:

@@ -47,6 +47,7 @@ EVERYONE = Person(
         "instances:read",
         "instances:write",
         "instances:migrate",
+        "instances:erase",
         "approvals:decide",
         "definitions:deploy",
         "audit:read",

@@ -195,17 +195,7 @@ def work_batch(
 
 
 def history(case: Case, who: Any) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        response = case.api.get(f"/api/v1/process-instances/{case.id}/history", who, query_string=query)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        body = response.get_json()
-        events.extend(body["items"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return events
+    return case.history(who)
 
 
 def completed_by(events: list[dict[str, Any]], element_id: str) -> list[str]:

@@ -192,22 +192,7 @@ def to_plan(api: Api, services: Services, clock: FrozenClock, ref: str = "SF-1")
 
 
 def history(case: Case, who: Person) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        response = case.api.get(
-            f"/api/v1/process-instances/{case.id}/history",
-            who,
-            query_string=query,
-            headers={"X-Purpose": "scenario test"},
-        )
-        assert response.status_code == 200, response.get_data(as_text=True)
-        body = response.get_json()
-        events.extend(body["items"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return events
+    return case.history(who)
 
 
 def fired(case: Case, who: Person) -> list[tuple[str, datetime]]:
