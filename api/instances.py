@@ -177,9 +177,6 @@ class Instances(MethodView):
                 started_by=actor(principal),
             )
             if key is not None:
-                session.execute(
-                    sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < _key_cutoff())
-                )
                 session.add(
                     IdempotencyRecord(
                         key=key,

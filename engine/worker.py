@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from engine.container import Services, build_services
 from engine.db import transaction
 from engine.instances import RUNNING, Actor, InstanceService
-from engine.models import ProcessInstance, Timer, WorkerHeartbeat
+from engine.models import IdempotencyRecord, ProcessInstance, Timer, WorkerHeartbeat
 from engine.settings import Settings
 from engine.timer_events import Firing, fire, is_waiting
 from engine.timers import NOTIFY_CHANNEL, SYSTEM_SUBJECT, TimerHook, find_hook, raise_incident
@@ -315,6 +315,9 @@ class TimerWorker:
             session.execute(
                 sa.delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - timedelta(days=1))
             )
+            # Housekeeping rides on the beat: Idempotency-Key records past their lifetime.
+            key_cutoff = now - timedelta(hours=self.services.settings.idempotency_key_hours)
+            session.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < key_cutoff))
 
     def retire(self) -> None:
         """Remove this worker's heartbeat on a clean shutdown."""

@@ -25,6 +25,7 @@ from engine.clock import FrozenClock
 from engine.container import Services
 from engine.db import transaction
 from engine.models import AuditEvent, HumanTask, IdempotencyRecord, ProcessInstance, Timer
+from engine.worker import TimerWorker
 
 STARTER = APPLICANT
 REVIEWER = Person("dcs.review", roles=("review_officer",), units=(), clearance="TOP SECRET")
@@ -120,6 +121,12 @@ def test_an_idempotency_key_is_forgotten_after_its_lifetime(
     with transaction(services.sessions) as session:
         keys = session.execute(sa.select(IdempotencyRecord.key, IdempotencyRecord.principal)).all()
     assert sorted(keys) == [("k-2", "dc.shah"), ("start-OP-KESTREL-2", STARTER.subject)]
+
+    # A day on, the timer worker's heartbeat clears the records nobody will repeat.
+    clock.advance(timedelta(hours=24, minutes=1))
+    TimerWorker(services, worker_id="housekeeping", threads=1).heartbeat()
+    with transaction(services.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(IdempotencyRecord)) == 0
 
 
 def test_concurrent_repeats_of_one_idempotent_start_make_one_instance(
