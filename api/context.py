@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from flask import current_app, request
 from sqlalchemy.orm import Session
 
-from auth.flask import EXTENSION_KEY, AuthExtension
+from auth.flask import EXTENSION_KEY, AuthExtension, current_principal
 from auth.principal import Principal
 from engine import db
 from engine.audit import AuditLog
@@ -49,6 +49,28 @@ def instance_service(session: Session) -> InstanceService:
 
 def audit_log(session: Session) -> AuditLog:
     return AuditLog(session, services().clock)
+
+
+def record_consultation(
+    session: Session,
+    *,
+    action: str,
+    record_type: str,
+    record_id: str,
+    instance_id: str,
+    fields: Iterable[str],
+) -> None:
+    """Log that the caller read personal data (DPA 2018 s.62 consultation): which fields, and why."""
+    audit_log(session).record(
+        actor=current_principal().subject,
+        kind="consultation",
+        action=action,
+        record_type=record_type,
+        record_id=record_id,
+        instance_id=instance_id,
+        purpose=purpose(),
+        detail={"fields": sorted(fields)},
+    )
 
 
 def purpose() -> str | None:

@@ -20,6 +20,7 @@ from api.context import (
     cross_unit_roles,
     instance_service,
     purpose,
+    record_consultation,
     services,
     settings,
     transaction,
@@ -259,15 +260,13 @@ class Variables(MethodView):
         with transaction() as session:
             instance = visible_instance(session, str(instance_id), principal)
             variables = instance_service(session).variables(instance.id)
-            audit_log(session).record(
-                actor=principal.subject,
-                kind="consultation",
+            record_consultation(
+                session,
                 action="instance.variables.read",
                 record_type="process_instance",
                 record_id=instance.id,
                 instance_id=instance.id,
-                purpose=purpose(),
-                detail={"fields": sorted(variables)},
+                fields=variables,
             )
             return {"instance_id": instance.id, "variables": variables}
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import inbox
 from api.blueprint import ApiBlueprint
-from api.context import actor, audit_log, cross_unit_roles, instance_service, purpose, services, transaction
+from api.context import actor, cross_unit_roles, instance_service, record_consultation, services, transaction
 from api.paging import encode_cursor, split_page
 from api.schemas import (
     AssignIn,
@@ -31,7 +31,7 @@ from auth.flask import current_principal
 from auth.policy import ApprovalCheck, check_approval, check_task_access
 from auth.principal import Principal
 from engine.errors import NotFoundError
-from engine.models import HumanTask, ProcessDefinition
+from engine.models import HumanTask
 
 blp = ApiBlueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="The task inbox")
 
@@ -145,20 +145,17 @@ class Task(MethodView):
             instance = service.get(task.instance_id)
             form_schema = None
             if task.form:
-                definition = session.get(ProcessDefinition, instance.definition_id)
-                form = services().context.registry.form(definition, task.form) if definition else None
+                form = services().context.registry.form_by_id(session, instance.definition_id, task.form)
                 if form is not None:
                     form_schema = {"name": task.form, "schema": form["schema"], "uischema": form["uischema"]}
             data = service.task_data(task)
-            audit_log(session).record(
-                actor=principal.subject,
-                kind="consultation",
+            record_consultation(
+                session,
                 action="task.read",
                 record_type="human_task",
                 record_id=task.id,
                 instance_id=task.instance_id,
-                purpose=purpose(),
-                detail={"fields": sorted(data)},
+                fields=data,
             )
             return {**task_fields(task), "form_schema": form_schema, "data": data}
 
